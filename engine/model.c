@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gauss.h"
 #include "gmm.h"
 #include "model_json.h"
 
@@ -165,15 +166,16 @@ int sc_model_load(const char *path, sc_model **out, sc_error *err)
     const char *kind = json_string_value(json_object_get(root, "kind"));
     if (!json_is_object(root)) {
         rc = sc_fail(err, SC_ERR_FORMAT, "model %s: top level must be a JSON object", path);
-    } else if (kind && strcmp(kind, "gmm") == 0) {
-        rc = gmm_from_json(root, path, out, err);
+    } else if (kind && (strcmp(kind, "gmm") == 0 || strcmp(kind, "gaussian") == 0)) {
+        rc = strcmp(kind, "gmm") == 0 ? gmm_from_json(root, path, out, err)
+                                      : gauss_from_json(root, path, out, err);
         if (rc && err) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%.200s: %.300s", path, err->msg);
             memcpy(err->msg, msg, sizeof msg);
         }
     } else {
-        rc = sc_fail(err, SC_ERR_FORMAT, "model %s: unknown \"kind\" %s%s%s (expected \"gmm\")",
+        rc = sc_fail(err, SC_ERR_FORMAT, "model %s: unknown \"kind\" %s%s%s (expected \"gmm\" or \"gaussian\")",
                      path, kind ? "\"" : "", kind ? kind : "(missing)", kind ? "\"" : "");
     }
     json_decref(root);
