@@ -74,6 +74,14 @@ int sampler_config_validate(const sampler_config *c, const sc_model *m, sc_error
         if (c->steps < 2 || c->steps > SAMPLER_MAX_STEPS)
             return sc_fail(err, SC_ERR_INVALID, "steps must be in [2, %d], got %d",
                            SAMPLER_MAX_STEPS, c->steps);
+        /* the DDPM tables need beta_max / N < 1 (sqrt(1 - beta_k) in the predictors, 1 - beta_k
+           in Langevin's alpha) */
+        const int uses_beta = c->predictor == PREDICTOR_REVERSE_DIFFUSION ||
+                              c->predictor == PREDICTOR_ANCESTRAL || c->corrector != CORRECTOR_NONE;
+        if (st == SDE_VP && uses_beta && !(m->sde.beta_max / c->steps < 1.0))
+            return sc_fail(err, SC_ERR_INVALID,
+                           "a vp SDE with beta_max %g needs more than %g steps, got %d",
+                           m->sde.beta_max, floor(m->sde.beta_max), c->steps);
         if (c->predictor == PREDICTOR_NONE && c->corrector == CORRECTOR_NONE)
             return sc_fail(err, SC_ERR_UNSUPPORTED,
                            "predictor and corrector cannot both be none: nothing would sample");

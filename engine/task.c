@@ -1,7 +1,9 @@
 /* Task dispatch and the plain batching driver used by the CLI and tests. */
 #include "task.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int task_advance(sc_task *t, sc_error *err)
 {
@@ -51,6 +53,11 @@ int task_run_batched(const sc_model *m, sc_task **tasks, int n, int max_batch, v
             int st = task_advance(tasks[i], err);
             if (st < 0) {
                 rc = st;
+                if (err) {
+                    char msg[sizeof err->msg];
+                    snprintf(msg, sizeof msg, "item %d: %.480s", i, err->msg);
+                    memcpy(err->msg, msg, sizeof msg);
+                }
                 break;
             }
         }
