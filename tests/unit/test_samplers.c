@@ -318,8 +318,15 @@ static void test_refused_combinations(void **state)
     sampler_config_default(&c, vp);
     c.steps = 1;
     assert_int_equal(sampler_config_validate(&c, vp, &err), SC_ERR_INVALID);
+    c.steps = 20; /* beta_max / steps = 1: the DDPM tables break */
+    assert_int_equal(sampler_config_validate(&c, vp, &err), SC_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "more than 20 steps"));
+    c.predictor = PREDICTOR_EULER_MARUYAMA;
+    c.corrector = CORRECTOR_NONE;
+    assert_int_equal(sampler_config_validate(&c, vp, &err), 0); /* EM needs no table */
     c.steps = 100;
     c.snr = -1;
+    c.corrector = CORRECTOR_LANGEVIN;
     assert_int_equal(sampler_config_validate(&c, vp, &err), SC_ERR_INVALID);
     sampler_config_default(&c, vp);
     sc_condition cond = {.kind = COND_NONE, .label = 8, .guidance = 1};
