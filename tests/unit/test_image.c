@@ -15,47 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-typedef struct timg_dir {
-    char path[64]; /* the mkdtemp directory */
-} timg_dir;
-
-static int timg_group_setup(void **state)
-{
-    timg_dir *d = calloc(1, sizeof *d);
-    if (!d) return -1;
-    snprintf(d->path, sizeof d->path, "/tmp/scored_test_image_XXXXXX");
-    if (!mkdtemp(d->path)) {
-        free(d);
-        return -1;
-    }
-    *state = d;
-    return 0;
-}
-
-static int timg_group_teardown(void **state)
-{
-    timg_dir *d = *state;
-    DIR *dir = opendir(d->path);
-    if (dir) {
-        struct dirent *e;
-        while ((e = readdir(dir)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char p[512];
-            snprintf(p, sizeof p, "%s/%s", d->path, e->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(d->path);
-    free(d);
-    return 0;
-}
-
-static void timg_path(void **state, const char *name, char *out, size_t cap)
-{
-    const timg_dir *d = *state;
-    snprintf(out, cap, "%s/%s", d->path, name);
-}
 
 /* Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
 static void timg_fill(uint8_t *p, size_t n, uint32_t seed)
@@ -238,7 +197,7 @@ static void test_roundtrip_rgba(void **state)
 static void test_roundtrip_file(void **state)
 {
     char path[256];
-    timg_path(state, "rt.png", path, sizeof path);
+    test_dir_path(state, "rt.png", path, sizeof path);
     enum { W = 9, H = 7 };
     uint8_t pix[W * H * 3];
     timg_fill(pix, sizeof pix, 11);
@@ -500,7 +459,7 @@ static void test_16bit_refused(void **state)
 
         /* Same through a file, where the message also names the path. */
         char path[256];
-        timg_path(state, "sixteen.png", path, sizeof path);
+        test_dir_path(state, "sixteen.png", path, sizeof path);
         FILE *fp = fopen(path, "wb");
         assert_non_null(fp);
         assert_int_equal(fwrite(b.data, 1, b.len, fp), b.len);
@@ -527,7 +486,7 @@ static void test_truncated_prefixes(void **state)
     }
     /* A few prefixes through the file reader too. */
     char path[256];
-    timg_path(state, "trunc.png", path, sizeof path);
+    test_dir_path(state, "trunc.png", path, sizeof path);
     const size_t cuts[] = {0, 4, 8, 20, 33, len / 2, len - 12, len - 1};
     for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
         FILE *fp = fopen(path, "wb");
@@ -553,7 +512,7 @@ static void test_byte_flips(void **state)
 
     /* Capture stderr to check that nothing is printed. */
     char errpath[256];
-    timg_path(state, "stderr.txt", errpath, sizeof errpath);
+    test_dir_path(state, "stderr.txt", errpath, sizeof errpath);
     fflush(stderr);
     int saved = dup(STDERR_FILENO);
     assert_true(saved >= 0);
@@ -649,7 +608,7 @@ static void test_too_large(void **state)
 static void test_missing_file(void **state)
 {
     char path[256];
-    timg_path(state, "does-not-exist.png", path, sizeof path);
+    test_dir_path(state, "does-not-exist.png", path, sizeof path);
     sc_image img;
     sc_error err = {0};
     assert_int_equal(image_read_png_file(path, 0, &img, &err), SC_ERR_IO);
@@ -662,7 +621,7 @@ static void test_missing_file(void **state)
 static void test_write_errors(void **state)
 {
     char path[256];
-    timg_path(state, "no-such-dir/out.png", path, sizeof path);
+    test_dir_path(state, "no-such-dir/out.png", path, sizeof path);
     uint8_t px[12] = {0};
     sc_error err = {0};
     assert_int_equal(image_write_png_file(path, px, 2, 2, 3, &err), SC_ERR_IO);
@@ -677,7 +636,7 @@ static void test_write_errors(void **state)
     assert_int_equal(image_write_png_mem(px, 2, -1, 3, &out, &len, &err), SC_ERR_INVALID);
     assert_int_equal(image_write_png_mem(NULL, 2, 2, 3, &out, &len, &err), SC_ERR_INVALID);
     assert_int_equal(image_write_png_mem(px, 2, 2, 5, &out, &len, &err), SC_ERR_INVALID);
-    timg_path(state, "bad-args.png", path, sizeof path);
+    test_dir_path(state, "bad-args.png", path, sizeof path);
     assert_int_equal(image_write_png_file(path, px, 2, 2, 2, &err), SC_ERR_INVALID);
     assert_int_equal(access(path, F_OK), -1); /* nothing created for bad arguments */
 }
@@ -687,7 +646,7 @@ static void test_write_errors(void **state)
 static void test_write_failure_removes_partial_file(void **state)
 {
     char path[256];
-    timg_path(state, "partial.png", path, sizeof path);
+    test_dir_path(state, "partial.png", path, sizeof path);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -937,5 +896,5 @@ int main(void)
         cmocka_unit_test(test_grid_invalid),
         cmocka_unit_test(test_grid_to_png),
     };
-    return cmocka_run_group_tests(tests, timg_group_setup, timg_group_teardown);
+    return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -15,47 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-typedef struct tnpy_dir {
-    char path[64]; /* the mkdtemp directory */
-} tnpy_dir;
-
-static int tnpy_group_setup(void **state)
-{
-    tnpy_dir *d = calloc(1, sizeof *d);
-    if (!d) return -1;
-    snprintf(d->path, sizeof d->path, "/tmp/scored_test_npy_XXXXXX");
-    if (!mkdtemp(d->path)) {
-        free(d);
-        return -1;
-    }
-    *state = d;
-    return 0;
-}
-
-static int tnpy_group_teardown(void **state)
-{
-    tnpy_dir *d = *state;
-    DIR *dir = opendir(d->path);
-    if (dir) {
-        struct dirent *e;
-        while ((e = readdir(dir)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char p[512];
-            snprintf(p, sizeof p, "%s/%s", d->path, e->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(d->path);
-    free(d);
-    return 0;
-}
-
-static void tnpy_path(void **state, const char *name, char *out, size_t cap)
-{
-    const tnpy_dir *d = *state;
-    snprintf(out, cap, "%s/%s", d->path, name);
-}
 
 static void tnpy_write_bytes(const char *path, const uint8_t *p, size_t n)
 {
@@ -216,7 +175,7 @@ static void test_roundtrip_f64_special_values(void **state)
 static void test_roundtrip_file(void **state)
 {
     char path[256];
-    tnpy_path(state, "rt.npy", path, sizeof path);
+    test_dir_path(state, "rt.npy", path, sizeof path);
     enum { N = 3000 }; /* several of the writer's 4 KiB chunks */
     double *v = malloc(sizeof(double) * N);
     float *f = malloc(sizeof(float) * N);
@@ -555,7 +514,7 @@ static void test_truncated_data(void **state)
     tnpy_expect(buf, len - 4, SC_ERR_FORMAT, "truncated data");
 
     char path[256];
-    tnpy_path(state, "short.npy", path, sizeof path);
+    test_dir_path(state, "short.npy", path, sizeof path);
     tnpy_write_bytes(path, buf, len - 3);
     sc_array a;
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_ERR_FORMAT);
@@ -586,7 +545,7 @@ static void test_every_truncated_prefix(void **state)
 
     /* Same through files, at every length too (the file reader has its own paths). */
     char path[256];
-    tnpy_path(state, "prefix.npy", path, sizeof path);
+    test_dir_path(state, "prefix.npy", path, sizeof path);
     for (size_t n = 0; n < len; n++) {
         tnpy_write_bytes(path, buf, n);
         sc_array a;
@@ -600,7 +559,7 @@ static void test_every_truncated_prefix(void **state)
 static void test_max_count(void **state)
 {
     char path[256];
-    tnpy_path(state, "max.npy", path, sizeof path);
+    test_dir_path(state, "max.npy", path, sizeof path);
     float v[12] = {0};
     const int64_t shape[2] = {3, 4};
     uint8_t *buf = NULL;
@@ -633,7 +592,7 @@ static void test_max_count(void **state)
 static void test_missing_file(void **state)
 {
     char path[256];
-    tnpy_path(state, "does-not-exist.npy", path, sizeof path);
+    test_dir_path(state, "does-not-exist.npy", path, sizeof path);
     sc_array a;
     sc_error err = {0};
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_ERR_IO);
@@ -677,10 +636,10 @@ static void test_write_invalid(void **state)
     npy_free(&a);
     free(buf);
 
-    tnpy_path(state, "no-such-dir/x.npy", path, sizeof path);
+    test_dir_path(state, "no-such-dir/x.npy", path, sizeof path);
     assert_int_equal(npy_write_f32_file(path, v, 1, two, &err), SC_ERR_IO);
     assert_non_null(strstr(err.msg, path));
-    tnpy_path(state, "bad-args.npy", path, sizeof path);
+    test_dir_path(state, "bad-args.npy", path, sizeof path);
     assert_int_equal(npy_write_f32_file(path, v, 2, neg, &err), SC_ERR_INVALID);
     assert_int_equal(access(path, F_OK), -1); /* nothing created for bad arguments */
 }
@@ -690,7 +649,7 @@ static void test_write_invalid(void **state)
 static void test_write_failure_removes_partial_file(void **state)
 {
     char path[256];
-    tnpy_path(state, "partial.npy", path, sizeof path);
+    test_dir_path(state, "partial.npy", path, sizeof path);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -765,43 +724,43 @@ static const char tnpy_script[] =
 static void test_numpy_interop(void **state)
 {
     if (!tnpy_have_numpy()) return; /* no numpy here: nothing to compare against */
-    const tnpy_dir *dir = *state;
+    const test_dir *dir = *state;
     char path[256];
     sc_error err = {0};
 
     float f34[12];
     for (int i = 0; i < 12; i++) f34[i] = (float)i / 7.0f;
     const int64_t s34[2] = {3, 4};
-    tnpy_path(state, "c_f32.npy", path, sizeof path);
+    test_dir_path(state, "c_f32.npy", path, sizeof path);
     assert_int_equal(npy_write_f32_file(path, f34, 2, s34, &err), SC_OK);
 
     double d235[30];
     for (int i = 0; i < 30; i++) d235[i] = i / 3.0;
     const int64_t s235[3] = {2, 3, 5};
-    tnpy_path(state, "c_f64.npy", path, sizeof path);
+    test_dir_path(state, "c_f64.npy", path, sizeof path);
     assert_int_equal(npy_write_f64_file(path, d235, 3, s235, &err), SC_OK);
 
     const float half = 1.5f;
-    tnpy_path(state, "c_0d.npy", path, sizeof path);
+    test_dir_path(state, "c_0d.npy", path, sizeof path);
     assert_int_equal(npy_write_f32_file(path, &half, 0, NULL, &err), SC_OK);
 
     double d7[7];
     for (int i = 0; i < 7; i++) d7[i] = i * 0.1;
     const int64_t s7[1] = {7};
-    tnpy_path(state, "c_1d.npy", path, sizeof path);
+    test_dir_path(state, "c_1d.npy", path, sizeof path);
     assert_int_equal(npy_write_f64_file(path, d7, 1, s7, &err), SC_OK);
 
     const int64_t s20[2] = {2, 0};
-    tnpy_path(state, "c_empty.npy", path, sizeof path);
+    test_dir_path(state, "c_empty.npy", path, sizeof path);
     assert_int_equal(npy_write_f32_file(path, NULL, 2, s20, &err), SC_OK);
 
     float f1000[1000];
     for (int i = 0; i < 1000; i++) f1000[i] = (float)i;
     const int64_t s1000[2] = {1000, 1};
-    tnpy_path(state, "c_long.npy", path, sizeof path);
+    test_dir_path(state, "c_long.npy", path, sizeof path);
     assert_int_equal(npy_write_f32_file(path, f1000, 2, s1000, &err), SC_OK);
 
-    tnpy_path(state, "check.py", path, sizeof path);
+    test_dir_path(state, "check.py", path, sizeof path);
     tnpy_write_bytes(path, (const uint8_t *)tnpy_script, sizeof tnpy_script - 1);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s'", path, dir->path);
@@ -810,7 +769,7 @@ static void test_numpy_interop(void **state)
 
     /* Files numpy wrote, read by us. */
     sc_array a;
-    tnpy_path(state, "py_f32.npy", path, sizeof path);
+    test_dir_path(state, "py_f32.npy", path, sizeof path);
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_OK);
     assert_int_equal(a.ndim, 3);
     assert_int_equal(a.shape[0], 2);
@@ -820,7 +779,7 @@ static void test_numpy_interop(void **state)
     for (int i = 0; i < 24; i++) assert_true(a.data[i] == (double)((float)i / 7.0f));
     npy_free(&a);
 
-    tnpy_path(state, "py_f64_be.npy", path, sizeof path);
+    test_dir_path(state, "py_f64_be.npy", path, sizeof path);
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_OK);
     assert_int_equal(a.ndim, 1);
     assert_int_equal(a.count, 6);
@@ -828,7 +787,7 @@ static void test_numpy_interop(void **state)
     for (int i = 0; i < 6; i++) assert_true(a.data[i] == i / 3.0);
     npy_free(&a);
 
-    tnpy_path(state, "py_0d.npy", path, sizeof path);
+    test_dir_path(state, "py_0d.npy", path, sizeof path);
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_OK);
     assert_int_equal(a.ndim, 0);
     assert_int_equal(a.count, 1);
@@ -837,7 +796,7 @@ static void test_numpy_interop(void **state)
 
     const char *versioned[2] = {"py_v2.npy", "py_v3.npy"};
     for (int k = 0; k < 2; k++) {
-        tnpy_path(state, versioned[k], path, sizeof path);
+        test_dir_path(state, versioned[k], path, sizeof path);
         assert_int_equal(npy_read_file(path, 0, &a, &err), SC_OK);
         assert_int_equal(a.count, 5);
         assert_int_equal(a.source_is_f64, k == 0);
@@ -845,10 +804,10 @@ static void test_numpy_interop(void **state)
         npy_free(&a);
     }
 
-    tnpy_path(state, "py_fortran.npy", path, sizeof path);
+    test_dir_path(state, "py_fortran.npy", path, sizeof path);
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "fortran_order"));
-    tnpy_path(state, "py_i4.npy", path, sizeof path);
+    test_dir_path(state, "py_i4.npy", path, sizeof path);
     assert_int_equal(npy_read_file(path, 0, &a, &err), SC_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "<i4"));
 }
@@ -877,5 +836,5 @@ int main(void)
         cmocka_unit_test(test_free_zeroed),
         cmocka_unit_test(test_numpy_interop),
     };
-    return cmocka_run_group_tests(tests, tnpy_group_setup, tnpy_group_teardown);
+    return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

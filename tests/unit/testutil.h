@@ -81,4 +81,51 @@ TEST_HELPER float *draw_samples(const sc_model *m, const sampler_config *c, cons
     if (mean_nfe) *mean_nfe = nfe / n;
     return out;
 }
+/* ---- a mkdtemp directory per test group (cmocka group state) ---------------------------- */
+#include <dirent.h>
+#include <unistd.h>
+
+typedef struct test_dir {
+    char path[64]; /* the mkdtemp directory */
+} test_dir;
+
+TEST_HELPER int test_dir_setup(void **state)
+{
+    test_dir *d = calloc(1, sizeof *d);
+    if (!d) return -1;
+    snprintf(d->path, sizeof d->path, "/tmp/scored_test_XXXXXX");
+    if (!mkdtemp(d->path)) {
+        free(d);
+        return -1;
+    }
+    *state = d;
+    return 0;
+}
+
+/* Removes the files in the directory, then the directory. */
+TEST_HELPER int test_dir_teardown(void **state)
+{
+    test_dir *d = *state;
+    DIR *dir = opendir(d->path);
+    if (dir) {
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char p[512];
+            snprintf(p, sizeof p, "%s/%s", d->path, e->d_name);
+            unlink(p);
+        }
+        closedir(dir);
+    }
+    rmdir(d->path);
+    free(d);
+    return 0;
+}
+
+TEST_HELPER void test_dir_path(void **state, const char *name, char *out, size_t cap)
+{
+    const test_dir *d = *state;
+    snprintf(out, cap, "%s/%s", d->path, name);
+}
+
 #endif
