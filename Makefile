@@ -10,7 +10,7 @@ PYTHON    := /usr/bin/python3
 # Install missing Debian packages first when pkg-config cannot see them (deploy/install-deps.sh
 # is idempotent).  Evaluated once per make invocation, before anything is compiled.
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
-DEPS_OK := $(shell pkg-config --exists $(PKGS) && echo yes)
+DEPS_OK := $(shell pkg-config --exists $(PKGS) && $(PYTHON) -c "import pytest, numpy" 2>/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
 $(info make: installing missing dependencies with deploy/install-deps.sh)
 DEPS_RC := $(shell deploy/install-deps.sh >&2; echo $$?)
