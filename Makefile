@@ -29,12 +29,14 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS     += $(CFLAGS_BASE) $(PKG_CFLAGS)
 ENGINE_LIBS := $(shell pkg-config --libs openblas libpng jansson 2>/dev/null) -lm
+SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null) -lpthread
 TEST_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
 
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 SERVER_SRC := $(wildcard server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+SERVER_LIB := $(BUILD)/libscored_server.a
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard tests/bench/bench_*.c)
@@ -52,16 +54,21 @@ $(ENGINE_LIB): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-scored: $(SERVER_OBJ) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(ENGINE_LIB) $(ENGINE_LIBS)
+# Everything in server/ but main.c, so unit tests can link server modules too.
+$(SERVER_LIB): $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB) tests/unit/testutil.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $< -o $@ $(LDFLAGS) $(ENGINE_LIB) $(ENGINE_LIBS) $(TEST_LIBS)
+scored: $(BUILD)/server/main.o $(SERVER_LIB) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_LIBS) $(SERVER_LIBS)
 
-$(BUILD)/bench/%: tests/bench/%.c $(ENGINE_LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(SERVER_LIB) $(ENGINE_LIB) tests/unit/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(ENGINE_LIB) $(ENGINE_LIBS)
+	$(CC) $(CFLAGS) -Itests/unit -Iserver $< -o $@ $(LDFLAGS) $(SERVER_LIB) $(ENGINE_LIB) $(ENGINE_LIBS) $(SERVER_LIBS) $(TEST_LIBS)
+
+$(BUILD)/bench/%: tests/bench/%.c $(SERVER_LIB) $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iserver $< -o $@ $(LDFLAGS) $(SERVER_LIB) $(ENGINE_LIB) $(ENGINE_LIBS) $(SERVER_LIBS)
 
 # Each unit-test binary runs in its own process; one failure fails the target but the
 # rest still run, so the log shows every failing suite.

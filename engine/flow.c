@@ -200,7 +200,14 @@ static void flow_destroy(sc_task *base)
     free(f);
 }
 
-static const sc_task_ops flow_ops = {.advance = flow_advance, .destroy = flow_destroy};
+/* Sampling: the ODE state now; encoding and likelihood: the data-space part of the state. */
+static void flow_preview(const sc_task *base, float *out)
+{
+    const flow_task *f = (const flow_task *)base;
+    for (int d = 0; d < f->D; d++) out[d] = (float)f->ode.y[d];
+}
+
+static const sc_task_ops flow_ops = {.advance = flow_advance, .destroy = flow_destroy, .preview = flow_preview};
 
 /* Allocates the task and its arrays for nq queries per evaluation. */
 static flow_task *flow_alloc(const sc_model *m, int nq, int with_vjp)

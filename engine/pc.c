@@ -258,7 +258,14 @@ static void pc_destroy(sc_task *base)
     free(p);
 }
 
-static const sc_task_ops pc_ops = {.advance = pc_advance, .destroy = pc_destroy};
+/* The last predictor's (or corrector's) mean: what the sampler would return if it stopped now. */
+static void pc_preview(const sc_task *base, float *out)
+{
+    const pc_task *p = (const pc_task *)base;
+    memcpy(out, p->x_mean, sizeof(float) * p->D);
+}
+
+static const sc_task_ops pc_ops = {.advance = pc_advance, .destroy = pc_destroy, .preview = pc_preview};
 
 int pc_task_create(const sc_model *m, const sampler_config *cfg, const sc_condition *cond,
                    uint64_t seed, uint64_t index, sc_task **out, sc_error *err)
@@ -281,7 +288,7 @@ int pc_task_create(const sc_model *m, const sampler_config *cfg, const sc_condit
     if (cond) p->cond = *cond;
     else p->cond.label = -1;
     rng_init(&p->rng, seed, index);
-    p->x = malloc(sizeof(float) * (size_t)D * 7);
+    p->x = calloc((size_t)D * 7, sizeof(float));
     if (!p->x) {
         free(p);
         return sc_fail(err, SC_ERR_NOMEM, "out of memory for a %d-dimensional sample", D);

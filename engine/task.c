@@ -13,6 +13,13 @@ int task_advance(sc_task *t, sc_error *err)
     return rc;
 }
 
+int task_preview(const sc_task *t, float *out)
+{
+    if (!t->ops->preview) return -1;
+    t->ops->preview(t, out);
+    return 0;
+}
+
 void task_free(sc_task *t)
 {
     if (t) t->ops->destroy(t);

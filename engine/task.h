@@ -17,6 +17,9 @@ typedef struct sc_task_ops {
      * scores or is done.  Returns TASK_NEED_SCORE, TASK_DONE or a negative sc_code. */
     int (*advance)(sc_task *t, sc_error *err);
     void (*destroy)(sc_task *t);
+    /* Optional: the current estimate of the result (D floats, data units), for progress
+     * previews.  NULL when the task kind has none. */
+    void (*preview)(const sc_task *t, float *out);
 } sc_task_ops;
 
 struct sc_task {
@@ -32,6 +35,8 @@ struct sc_task {
 
 int task_advance(sc_task *t, sc_error *err);
 void task_free(sc_task *t);
+/* Writes the task's current estimate to out (D); returns 0, or -1 if it has none. */
+int task_preview(const sc_task *t, float *out);
 
 /* Runs tasks to completion: each round gathers the pending queries of every unfinished task
  * and answers them in chunks of at most max_batch.  scratch: from sc_model_scratch_alloc for

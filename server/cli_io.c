@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "image.h"
+#include "image_model.h"
 #include "npy.h"
 
 /* At most this many elements are read from one .npy (1 GiB of doubles). */
@@ -83,41 +84,16 @@ int cli_image_read(const sc_model *m, const char *path, float *x, uint8_t **alph
                        "%.200s: model %s is not an image model (shape %s); give a .npy file",
                        path, m->name, shape);
     }
-    const int C = m->shape[0], H = m->shape[1], W = m->shape[2];
     sc_image img = {0};
     int rc = image_read_png_file(path, CLI_MAX_PNG_PIXELS, &img, err);
     if (rc) return rc;
-    if (img.width != W || img.height != H) {
-        rc = sc_fail(err, SC_ERR_SHAPE,
-                     "%.200s is %dx%d pixels but model %s takes %dx%d images (no resizing is done)",
-                     path, img.width, img.height, m->name, W, H);
-        image_free(&img);
-        return rc;
-    }
-    const size_t hw = (size_t)W * H;
-    float *planes = malloc(sizeof(float) * hw * (size_t)img.channels);
-    if (!planes) {
-        image_free(&img);
-        return sc_fail(err, SC_ERR_NOMEM, "out of memory reading %.200s", path);
-    }
-    /* planes: (img.channels, H, W) in [0,1]; x: (C, H, W) in data units */
-    image_u8_to_float(planes, img.pixels, W, H, img.channels);
-    for (int c = 0; c < C; c++) {
-        for (size_t i = 0; i < hw; i++) {
-            float u;
-            if (img.channels == C) u = planes[(size_t)c * hw + i];
-            else if (img.channels == 1) u = planes[i]; /* gray -> RGB: replicate */
-            else u = (planes[i] + planes[hw + i] + planes[2 * hw + i]) / 3.0f; /* RGB -> gray */
-            x[(size_t)c * hw + i] = sc_model_from_unit(m, u);
-        }
-    }
-    free(planes);
-    if (alpha) {
+    rc = image_to_model(m, &img, path, x, err);
+    if (!rc && alpha) {
         *alpha = img.alpha; /* handed over */
         img.alpha = NULL;
     }
     image_free(&img);
-    return 0;
+    return rc;
 }
 
 int cli_mask_read(const char *path, int width, int height, float *keep, sc_error *err)
@@ -125,27 +101,9 @@ int cli_mask_read(const char *path, int width, int height, float *keep, sc_error
     sc_image img = {0};
     int rc = image_read_png_file(path, CLI_MAX_PNG_PIXELS, &img, err);
     if (rc) return rc;
-    if (img.width != width || img.height != height) {
-        rc = sc_fail(err, SC_ERR_SHAPE, "mask %.200s is %dx%d pixels but the image is %dx%d", path,
-                     img.width, img.height, width, height);
-        image_free(&img);
-        return rc;
-    }
-    const size_t hw = (size_t)width * height;
-    int transparent = 0;
-    for (size_t i = 0; img.alpha && i < hw && !transparent; i++) transparent = img.alpha[i] < 255;
-    for (size_t i = 0; i < hw; i++) {
-        if (transparent) {
-            keep[i] = img.alpha[i] >= 128 ? 1.0f : 0.0f;
-            continue;
-        }
-        unsigned sum = 0;
-        for (int c = 0; c < img.channels; c++) sum += img.pixels[i * (size_t)img.channels + c];
-        /* mean >= 128, in integers */
-        keep[i] = sum >= 128u * (unsigned)img.channels ? 1.0f : 0.0f;
-    }
+    rc = image_mask_keep(&img, width, height, path, keep, err);
     image_free(&img);
-    return 0;
+    return rc;
 }
 
 /* ---- items ------------------------------------------------------------------------------- */
