@@ -11,5 +11,6 @@ int cli_score_main(int argc, char **argv);
 int cli_encode_main(int argc, char **argv);
 int cli_decode_main(int argc, char **argv);
 int cli_models_main(int argc, char **argv);
+int cli_serve_main(int argc, char **argv);
 
 #endif

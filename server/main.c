@@ -22,6 +22,7 @@ static const cli_subcommand subcommands[] = {
     {"encode", cli_encode_main, "data -> latent through the probability-flow ODE"},
     {"decode", cli_decode_main, "latent -> data through the probability-flow ODE"},
     {"models", cli_models_main, "list the model files in a directory"},
+    {"serve", cli_serve_main, "serve the models over HTTP/JSON (proto/openapi.yaml)"},
 };
 #define N_SUBCOMMANDS ((int)(sizeof subcommands / sizeof *subcommands))
 
