@@ -26,11 +26,13 @@ static srv_model *model_new(srv *s, const char *id, sc_model *m)
     sm->batch_cap = s->cfg.max_batch;
     sm->batch = calloc((size_t)sm->batch_cap, sizeof *sm->batch);
     sm->batch_jobs = calloc((size_t)sm->batch_cap, sizeof *sm->batch_jobs);
-    sm->scratch = sc_model_scratch_alloc(m, s->cfg.max_batch);
-    if (!sm->batch || !sm->batch_jobs || !sm->scratch) {
+    int ok = sm->batch && sm->batch_jobs;
+    for (int w = 0; w < s->cfg.eval_threads && ok; w++)
+        ok = (sm->scratch[w] = sc_model_scratch_alloc(m, s->cfg.max_batch)) != NULL;
+    if (!ok) {
         free(sm->batch);
         free(sm->batch_jobs);
-        free(sm->scratch);
+        for (int w = 0; w < SRV_MAX_EVAL_THREADS; w++) free(sm->scratch[w]);
         free(sm);
         return NULL;
     }
@@ -42,7 +44,7 @@ static void model_destroy(srv_model *sm)
     sc_model_free(sm->model);
     free(sm->batch);
     free(sm->batch_jobs);
-    free(sm->scratch);
+    for (int w = 0; w < SRV_MAX_EVAL_THREADS; w++) free(sm->scratch[w]);
     free(sm);
 }
 

@@ -218,34 +218,42 @@ static void collect_result(job *j, int i)
 
 static void kick(srv *s, srv_model *sm);
 
+/* One chunk of the batch on a pool thread, in slices of at most max_batch queries. */
 static void work_cb(uv_work_t *w)
 {
     srv_model *sm = w->data;
+    const int c = (int)(w - sm->work);
     const sc_model *m = sm->model;
-    double t0 = srv_now();
-    sm->eval_rc = 0;
-    for (int off = 0; off < sm->batch_n && sm->eval_rc == 0; off += sm->server->cfg.max_batch) {
-        int len = sm->batch_n - off;
-        if (len > sm->server->cfg.max_batch) len = sm->server->cfg.max_batch;
-        sm->eval_rc = m->ops->eval(m, sm->batch + off, len, sm->scratch, &sm->eval_err);
+    const int max = sm->server->cfg.max_batch, end = sm->chunk_off[c] + sm->chunk_len[c];
+    sm->chunk_rc[c] = 0;
+    for (int off = sm->chunk_off[c]; off < end && sm->chunk_rc[c] == 0; off += max) {
+        int len = end - off < max ? end - off : max;
+        sm->chunk_rc[c] = m->ops->eval(m, sm->batch + off, len, sm->scratch[c], &sm->chunk_err[c]);
     }
-    sm->eval_seconds = srv_now() - t0;
 }
 
 static void after_cb(uv_work_t *w, int status)
 {
     srv_model *sm = w->data;
     srv *s = sm->server;
-    sm->in_flight = 0;
-    metrics_batch(s->metrics, sm->batch_n, sm->eval_seconds, sm->batch_n);
+    const int c = (int)(w - sm->work);
+    if (status != 0) sm->chunk_rc[c] = sc_fail(&sm->chunk_err[c], SC_ERR_CANCELLED, "evaluation cancelled");
+    if (--sm->in_flight > 0) return; /* other chunks still running */
+    int eval_rc = 0;
+    sc_error eval_err = {0};
+    for (int k = 0; k < SRV_MAX_EVAL_THREADS && !eval_rc; k++)
+        if (sm->chunk_len[k] && sm->chunk_rc[k]) {
+            eval_rc = sm->chunk_rc[k];
+            eval_err = sm->chunk_err[k];
+        }
+    metrics_batch(s->metrics, sm->batch_n, srv_now() - sm->batch_t0, sm->batch_n);
     for (int b = 0; b < sm->batch_njobs; b++) {
         job *j = sm->batch_jobs[b];
         j->in_batch = 0;
         int failed = 0;
         sc_error e = {0};
-        if (status != 0 || sm->eval_rc) {
-            if (status != 0) sc_fail(&e, SC_ERR_CANCELLED, "evaluation cancelled");
-            else e = sm->eval_err;
+        if (eval_rc) {
+            e = eval_err;
             failed = 1;
         }
         for (int i = 0; i < j->n && !failed; i++) {
@@ -362,9 +370,20 @@ static void kick(srv *s, srv_model *sm)
     }
     pthread_mutex_unlock(&s->lock);
     if (sm->batch_n == 0) return;
-    sm->in_flight = 1;
-    sm->work.data = sm;
-    uv_queue_work(s->loop, &sm->work, work_cb, after_cb);
+    /* Chunks for the pool threads: queries are independent, so how the batch is split
+     * changes no result, only how many cores work on it. */
+    int chunks = s->cfg.eval_threads < sm->batch_n ? s->cfg.eval_threads : sm->batch_n;
+    memset(sm->chunk_len, 0, sizeof sm->chunk_len);
+    sm->batch_t0 = srv_now();
+    sm->in_flight = chunks;
+    for (int c = 0, off = 0; c < chunks; c++) {
+        int len = sm->batch_n / chunks + (c < sm->batch_n % chunks);
+        sm->chunk_off[c] = off;
+        sm->chunk_len[c] = len;
+        off += len;
+        sm->work[c].data = sm;
+    }
+    for (int c = 0; c < chunks; c++) uv_queue_work(s->loop, &sm->work[c], work_cb, after_cb);
 }
 
 void sched_kick_all(srv *s)

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "cli.h"
 #include "srv.h"
 
@@ -18,13 +20,14 @@
 static const char usage[] =
     "usage: scored serve [--models DIR] [--host ADDR] [--port N] [--max-batch N] [--queue N]\n"
     "                    [--api-key-file F] [--static DIR] [--max-body-mb N] [--job-ttl S]\n"
-    "                    [--grace S] [--max-items N] [--max-steps N]\n"
+    "                    [--grace S] [--max-items N] [--max-steps N] [--eval-threads N]\n"
     "\n"
     "Serves the models of DIR over HTTP/JSON (API: proto/openapi.yaml).  Each option can also be\n"
     "set by an environment variable: SCORED_MODELS, SCORED_HOST, SCORED_PORT, SCORED_MAX_BATCH,\n"
     "SCORED_QUEUE, SCORED_API_KEY_FILE, SCORED_STATIC, SCORED_MAX_BODY_MB, SCORED_JOB_TTL,\n"
-    "SCORED_GRACE, SCORED_MAX_ITEMS, SCORED_MAX_STEPS; options win over the environment.\n"
-    "Defaults: models, 127.0.0.1, 8080, 64, 256, none, static, 16, 600, 10, 64, 10000.\n";
+    "SCORED_GRACE, SCORED_MAX_ITEMS, SCORED_MAX_STEPS, SCORED_EVAL_THREADS; options win over\n"
+    "the environment.  Defaults: models, 127.0.0.1, 8080, 64, 256, none, static, 16, 600, 10,\n"
+    "64, 10000, and one evaluation thread per core.\n";
 
 static int parse_long(const char *what, const char *v, long lo, long hi, long *out)
 {
@@ -53,11 +56,12 @@ static int parse_double(const char *what, const char *v, double lo, double hi, d
 }
 
 enum { O_MODELS, O_HOST, O_PORT, O_MAX_BATCH, O_QUEUE, O_KEYS, O_STATIC, O_MAX_BODY, O_TTL, O_GRACE,
-       O_MAX_ITEMS, O_MAX_STEPS, O_HELP, O_COUNT };
+       O_MAX_ITEMS, O_MAX_STEPS, O_EVAL_THREADS, O_HELP, O_COUNT };
 static const char *const env_names[O_COUNT] = {"SCORED_MODELS", "SCORED_HOST", "SCORED_PORT", "SCORED_MAX_BATCH",
                                                "SCORED_QUEUE", "SCORED_API_KEY_FILE", "SCORED_STATIC",
                                                "SCORED_MAX_BODY_MB", "SCORED_JOB_TTL", "SCORED_GRACE",
-                                               "SCORED_MAX_ITEMS", "SCORED_MAX_STEPS", NULL};
+                                               "SCORED_MAX_ITEMS", "SCORED_MAX_STEPS", "SCORED_EVAL_THREADS",
+                                               NULL};
 
 static int apply(srv_config *c, int opt, const char *v)
 {
@@ -76,6 +80,10 @@ static int apply(srv_config *c, int opt, const char *v)
     case O_GRACE: if (parse_double("--grace", v, 0, 3600, &d)) return -1; c->grace = d; return 0;
     case O_MAX_ITEMS: if (parse_long("--max-items", v, 1, 4096, &l)) return -1; c->max_items = (int)l; return 0;
     case O_MAX_STEPS: if (parse_long("--max-steps", v, 2, SAMPLER_MAX_STEPS, &l)) return -1; c->max_steps = (int)l; return 0;
+    case O_EVAL_THREADS:
+        if (parse_long("--eval-threads", v, 1, SRV_MAX_EVAL_THREADS, &l)) return -1;
+        c->eval_threads = (int)l;
+        return 0;
     }
     return -1;
 }
@@ -84,6 +92,8 @@ static int parse_config(int argc, char **argv, srv_config *c)
 {
     *c = (srv_config){.port = 8080, .max_batch = 64, .queue_limit = 256, .max_body = 16u << 20,
                       .job_ttl = 600, .grace = 10, .max_items = 64, .max_steps = 10000, .max_retained = 1024};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->eval_threads = cores < 1 ? 1 : cores > SRV_MAX_EVAL_THREADS ? SRV_MAX_EVAL_THREADS : (int)cores;
     snprintf(c->models_dir, sizeof c->models_dir, "models");
     snprintf(c->host, sizeof c->host, "127.0.0.1");
     snprintf(c->static_dir, sizeof c->static_dir, "static");
@@ -98,6 +108,7 @@ static int parse_config(int argc, char **argv, srv_config *c)
         {"static", required_argument, 0, O_STATIC},     {"max-body-mb", required_argument, 0, O_MAX_BODY},
         {"job-ttl", required_argument, 0, O_TTL},       {"grace", required_argument, 0, O_GRACE},
         {"max-items", required_argument, 0, O_MAX_ITEMS}, {"max-steps", required_argument, 0, O_MAX_STEPS},
+        {"eval-threads", required_argument, 0, O_EVAL_THREADS},
         {"help", no_argument, 0, O_HELP},               {0, 0, 0, 0},
     };
     optind = 1;
@@ -287,8 +298,13 @@ int cli_serve_main(int argc, char **argv)
         free(s);
         return 1;
     }
-    /* One batched evaluation per model runs at a time on the pool; OpenBLAS gets the cores
-     * (README, Threads).  The analytic models use no BLAS. */
+    /* One batch per model is in flight at a time, split into eval_threads chunks that run on
+     * the libuv pool; OpenBLAS runs single-threaded inside each chunk, so the cores are used
+     * once, not eval_threads x BLAS-threads times over (README, Threads). */
+    openblas_set_num_threads(1);
+    char pool[16];
+    snprintf(pool, sizeof pool, "%d", s->cfg.eval_threads + 2);
+    setenv("UV_THREADPOOL_SIZE", pool, 0);
     pthread_mutex_init(&s->lock, NULL);
     s->id_salt = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(srv_now() * 1e9);
     s->metrics = metrics_create(s->cfg.max_batch);

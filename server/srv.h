@@ -23,6 +23,8 @@
 #include "pc.h"
 #include "sampler.h"
 
+#define SRV_MAX_EVAL_THREADS 16
+
 typedef struct srv_config {
     char models_dir[1024];
     char host[256];
@@ -37,6 +39,7 @@ typedef struct srv_config {
     int max_items;          /* samples or images per request                          */
     int max_steps;          /* PC grid points / fixed ODE steps per request           */
     int max_retained;       /* finished async jobs kept at most                       */
+    int eval_threads;       /* pool threads that share one batch (chunks of queries)  */
 } srv_config;
 
 typedef enum {
@@ -138,17 +141,18 @@ struct srv_model {
     job *queued_head, *queued_tail;    /* FIFO                                     [locked] */
     job *running;                      /* list via next_queued                     [locked] */
     int running_items;                 /*                                          [locked] */
-    /* the batch in flight [loop] */
-    int in_flight;
-    uv_work_t work;
-    void *scratch;                     /* sized for batch_cap; used by the pool thread     */
+    /* the batch in flight [loop]: split into chunks, one per pool thread */
+    int in_flight;                     /* chunks still being evaluated                     */
+    uv_work_t work[SRV_MAX_EVAL_THREADS];
+    int chunk_off[SRV_MAX_EVAL_THREADS], chunk_len[SRV_MAX_EVAL_THREADS];
+    int chunk_rc[SRV_MAX_EVAL_THREADS];
+    sc_error chunk_err[SRV_MAX_EVAL_THREADS];
+    void *scratch[SRV_MAX_EVAL_THREADS]; /* one per chunk, sized for max_batch queries     */
+    double batch_t0;
     score_query *batch;                /* (batch_cap)                                      */
     int batch_n, batch_cap;
     job **batch_jobs;                  /* jobs with queries in the batch                   */
     int batch_njobs;
-    int eval_rc;
-    sc_error eval_err;
-    double eval_seconds;
     srv_model *next;                   /* registry list                                    */
 };
 
