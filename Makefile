@@ -10,7 +10,7 @@ PYTHON    := /usr/bin/python3
 # Install missing Debian packages first when pkg-config cannot see them (deploy/install-deps.sh
 # is idempotent).  Evaluated once per make invocation, before anything is compiled.
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
-DEPS_OK := $(shell pkg-config --exists $(PKGS) && $(PYTHON) -c "import pytest, numpy" 2>/dev/null && echo yes)
+DEPS_OK := $(shell pkg-config --exists $(PKGS) && $(PYTHON) -c "import pytest, numpy, yaml, jsonschema, requests" 2>/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
 $(info make: installing missing dependencies with deploy/install-deps.sh)
 DEPS_RC := $(shell deploy/install-deps.sh >&2; echo $$?)
@@ -43,7 +43,7 @@ BENCH_SRC  := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 ENGINE_LIB := $(BUILD)/libscored_engine.a
 
-.PHONY: all test unit-test cli-test bench run clean models
+.PHONY: all test unit-test cli-test e2e-test bench run clean models
 all: scored
 
 $(BUILD)/%.o: %.c
@@ -80,15 +80,18 @@ unit-test: $(UNIT_BIN)
 cli-test: scored
 	$(PYTHON) -m pytest -q tests/cli
 
-test: unit-test cli-test
+e2e-test: scored
+	$(PYTHON) -m pytest -q tests/e2e
+
+test: unit-test cli-test e2e-test
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
+# Serves the bundled models until Ctrl-C (SIGINT) or SIGTERM.
 run: scored
-	./scored sample --model models/fmnist-gmm.json --n 16 --seed 0 --out samples-fmnist.png
-	./scored sample --model models/gmm-2d.json --n 8 --seed 0 --out samples-gmm-2d.npy
-	@echo "wrote samples-fmnist.png and samples-gmm-2d.npy (the HTTP server comes with issue 3)"
+	@echo "scored: open http://127.0.0.1:8080/ (API: proto/openapi.yaml)"
+	./scored serve --models models --host 127.0.0.1 --port 8080 --static static
 
 clean:
 	rm -rf $(BUILD) scored

@@ -6,7 +6,8 @@
 set -eu
 
 BUILD_PKGS="gcc make pkg-config libopenblas-dev libpng-dev zlib1g-dev libjansson-dev \
-libmicrohttpd-dev libuv1-dev libcmocka-dev python3 python3-pytest python3-numpy"
+libmicrohttpd-dev libuv1-dev libcmocka-dev python3 python3-pytest python3-numpy \
+python3-yaml python3-jsonschema python3-requests"
 TOOLS_PKGS="dataset-fashion-mnist"
 
 want="$BUILD_PKGS"
