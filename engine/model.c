@@ -9,6 +9,7 @@
 
 #include "gauss.h"
 #include "gmm.h"
+#include "net_model.h"
 #include "model_json.h"
 
 #define MODEL_MAX_D (3 * 1024 * 1024)
@@ -151,9 +152,16 @@ fail:
     return rc;
 }
 
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
 int sc_model_load(const char *path, sc_model **out, sc_error *err)
 {
     *out = NULL;
+    if (has_suffix(path, ".safetensors")) return net_model_load(path, out, err);
     FILE *f = fopen(path, "rb");
     if (!f) return sc_fail(err, SC_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
     json_error_t jerr;

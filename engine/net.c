@@ -1,0 +1,341 @@
+/* The network tape: building, workspace, forward and backward.  Every op works sample by
+ * sample inside the layer functions (nn.h), so a sample's result is the same in any batch. */
+#include "net.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void net_init(net *n)
+{
+    memset(n, 0, sizeof *n);
+    n->input = n->time_input = n->aux_input = n->output = -1;
+}
+
+void net_free(net *n)
+{
+    free(n->ops);
+    free(n->bufs);
+    free(n->weights);
+    memset(n, 0, sizeof *n);
+}
+
+int net_buffer(net *n, int C, int H, int W, int grad)
+{
+    if (n->n_bufs == n->cap_bufs) {
+        int cap = n->cap_bufs ? 2 * n->cap_bufs : 64;
+        net_buf *nb = realloc(n->bufs, sizeof *nb * (size_t)cap);
+        if (!nb) return -1;
+        n->bufs = nb;
+        n->cap_bufs = cap;
+    }
+    n->bufs[n->n_bufs] = (net_buf){.C = C, .H = H, .W = W, .grad = grad};
+    return n->n_bufs++;
+}
+
+int net_op_add(net *n, net_op op)
+{
+    if (n->n_ops == n->cap_ops) {
+        int cap = n->cap_ops ? 2 * n->cap_ops : 128;
+        net_op *no = realloc(n->ops, sizeof *no * (size_t)cap);
+        if (!no) return SC_ERR_NOMEM;
+        n->ops = no;
+        n->cap_ops = cap;
+    }
+    n->ops[n->n_ops++] = op;
+    return 0;
+}
+
+long net_weights_reserve(net *n, size_t count)
+{
+    if (n->n_weights + count > n->cap_weights) {
+        size_t cap = n->cap_weights ? n->cap_weights : 1 << 16;
+        while (cap < n->n_weights + count) cap *= 2;
+        float *nw = realloc(n->weights, sizeof(float) * cap);
+        if (!nw) return -1;
+        n->weights = nw;
+        n->cap_weights = cap;
+    }
+    long off = (long)n->n_weights;
+    n->n_weights += count;
+    return off;
+}
+
+static size_t buf_floats(const net_buf *b) { return (size_t)b->C * b->H * b->W; }
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+void net_finish(net *n)
+{
+    size_t off = 0, scratch = 0;
+    for (int i = 0; i < n->n_bufs; i++) {
+        n->bufs[i].offset = off;
+        off += buf_floats(&n->bufs[i]);
+    }
+    n->floats_per_sample = off;
+    for (int i = 0; i < n->n_ops; i++) {
+        net_op *op = &n->ops[i];
+        op->w = op->w_off >= 0 ? n->weights + op->w_off : NULL;
+        op->b = op->b_off >= 0 ? n->weights + op->b_off : NULL;
+        const net_buf *in = op->in0 >= 0 ? &n->bufs[op->in0] : NULL;
+        switch (op->kind) {
+        case OP_CONV:
+            scratch = max_sz(scratch, conv2d_scratch_floats(in->C, in->H, in->W, op->geom));
+            break;
+        case OP_ATTN: scratch = max_sz(scratch, attn_backward_scratch_floats(in->H * in->W)); break;
+        case OP_FIR_UP:
+        case OP_FIR_DOWN:
+        case OP_FIR_BLUR: scratch = max_sz(scratch, fir_scratch_floats(in->H, in->W)); break;
+        default: break;
+        }
+    }
+    n->scratch_floats = scratch;
+}
+
+float *net_data(const net *n, const net_workspace *ws, int buf, int N)
+{
+    return ws->act + n->bufs[buf].offset * (size_t)N;
+}
+
+float *net_grad(const net *n, const net_workspace *ws, int buf, int N)
+{
+    return ws->grad + n->bufs[buf].offset * (size_t)N;
+}
+
+static size_t biggest_buffer(const net *n)
+{
+    size_t biggest = 0;
+    for (int i = 0; i < n->n_bufs; i++) biggest = max_sz(biggest, buf_floats(&n->bufs[i]));
+    return biggest;
+}
+
+size_t net_workspace_bytes(const net *n, int max_batch)
+{
+    const size_t B = (size_t)max_batch;
+    return sizeof(float) * (2 * n->floats_per_sample * B + n->scratch_floats + 1 + 3 * biggest_buffer(n) * B);
+}
+
+void net_workspace_bind(net_workspace *ws, const net *n, int max_batch, void *block)
+{
+    const size_t B = (size_t)max_batch;
+    ws->max_batch = max_batch;
+    ws->act = block;
+    ws->grad = ws->act + n->floats_per_sample * B;
+    ws->scratch = ws->grad + n->floats_per_sample * B;
+    ws->tmp = ws->scratch + n->scratch_floats + 1;
+}
+
+int net_workspace_init(net_workspace *ws, const net *n, int max_batch, sc_error *err)
+{
+    memset(ws, 0, sizeof *ws);
+    size_t biggest = biggest_buffer(n);
+    ws->max_batch = max_batch;
+    ws->act = malloc(sizeof(float) * n->floats_per_sample * (size_t)max_batch);
+    ws->grad = malloc(sizeof(float) * n->floats_per_sample * (size_t)max_batch);
+    ws->scratch = malloc(sizeof(float) * (n->scratch_floats + 1));
+    ws->tmp = malloc(sizeof(float) * 3 * biggest * (size_t)max_batch); /* attention: dq, dk, dv */
+    if (!ws->act || !ws->grad || !ws->scratch || !ws->tmp) {
+        net_workspace_free(ws);
+        return sc_fail(err, SC_ERR_NOMEM, "out of memory for a network workspace of batch %d (%zu floats per sample)",
+                       max_batch, n->floats_per_sample);
+    }
+    return 0;
+}
+
+void net_workspace_free(net_workspace *ws)
+{
+    free(ws->act);
+    free(ws->grad);
+    free(ws->scratch);
+    free(ws->tmp);
+    memset(ws, 0, sizeof *ws);
+}
+
+#define D(id) net_data(n, ws, (id), N)
+#define G(id) net_grad(n, ws, (id), N)
+
+void net_forward(const net *n, net_workspace *ws, int N)
+{
+    SC_ASSERT(N >= 1 && N <= ws->max_batch);
+    for (int i = 0; i < n->n_ops; i++) {
+        const net_op *op = &n->ops[i];
+        const net_buf *a = op->in0 >= 0 ? &n->bufs[op->in0] : NULL, *o = &n->bufs[op->out];
+        const int P = a ? a->H * a->W : 0;
+        switch (op->kind) {
+        case OP_CONV:
+            conv2d_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, a->H, a->W, o->C, op->geom, ws->scratch);
+            break;
+        case OP_NIN: nin_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C, P); break;
+        case OP_DENSE: dense_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C); break;
+        case OP_GROUPNORM: {
+            float *stats = D(op->aux); /* (N, 2G): mean then rstd */
+            groupnorm_forward(D(op->out), stats, stats + (size_t)N * op->groups, D(op->in0), op->w, op->b, N, a->C, P,
+                              op->groups, 1e-6f);
+            break;
+        }
+        case OP_SILU: silu_forward(D(op->out), D(op->in0), (size_t)N * a->C * P); break;
+        case OP_ADD: nn_add_scaled(D(op->out), D(op->in0), D(op->in1), op->scale, (size_t)N * a->C * P); break;
+        case OP_BIAS:
+            memcpy(D(op->out), D(op->in0), sizeof(float) * (size_t)N * a->C * P);
+            nn_add_channel_bias(D(op->out), D(op->in1), N, a->C, P);
+            break;
+        case OP_ATTN: attn_forward(D(op->out), D(op->aux), D(op->in0), D(op->in1), D(op->in2), N, a->C, P); break;
+        case OP_FIR_UP: fir_upsample2x_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W, ws->scratch); break;
+        case OP_FIR_DOWN: fir_downsample2x_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W, ws->scratch); break;
+        case OP_FIR_BLUR: fir_blur_pad2_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W, ws->scratch); break;
+        case OP_NEAREST_UP: nearest_upsample2x_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W); break;
+        case OP_AVGPOOL: avgpool2x2_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W); break;
+        case OP_CONCAT: nn_concat_channels(D(op->out), D(op->in0), D(op->in1), N, a->C, n->bufs[op->in1].C, P); break;
+        case OP_AFFINE: {
+            float *y = D(op->out);
+            const float *x = D(op->in0);
+            for (size_t k = 0; k < (size_t)N * a->C * P; k++) y[k] = x[k] * op->scale + op->shift;
+            break;
+        }
+        case OP_DIV_SAMPLE: {
+            float *y = D(op->out);
+            const float *x = D(op->in0), *s = D(op->in1);
+            const size_t per = (size_t)a->C * P;
+            for (int b = 0; b < N; b++)
+                for (size_t k = 0; k < per; k++) y[b * per + k] = x[b * per + k] / s[b];
+            break;
+        }
+        case OP_EMBED_FOURIER: embed_gaussian_fourier(D(op->out), D(op->in0), op->w, N, n->bufs[op->out].C / 2); break;
+        case OP_EMBED_POSITIONAL: embed_positional(D(op->out), D(op->in0), N, n->bufs[op->out].C); break;
+        case OP_MEANPOOL: {
+            float *y = D(op->out);
+            const float *x = D(op->in0);
+            for (size_t r = 0; r < (size_t)N * a->C; r++) {
+                double acc = 0;
+                for (int p = 0; p < P; p++) acc += x[r * P + p];
+                y[r] = (float)(acc / P);
+            }
+            break;
+        }
+        default: SC_ASSERT(0);
+        }
+    }
+}
+
+/* grad[buf] += v (n floats) */
+static void accumulate(float *grad, const float *v, size_t count)
+{
+    nn_add(grad, grad, v, count);
+}
+
+int net_backward(const net *n, net_workspace *ws, int N, sc_error *err)
+{
+    (void)err;
+    /* zero the gradients of every buffer that needs one */
+    for (int i = 0; i < n->n_bufs; i++)
+        if (n->bufs[i].grad && i != n->output)
+            memset(G(i), 0, sizeof(float) * buf_floats(&n->bufs[i]) * (size_t)N);
+    float *tmp = ws->tmp;
+    for (int i = n->n_ops - 1; i >= 0; i--) {
+        const net_op *op = &n->ops[i];
+        if (!n->bufs[op->out].grad) continue;
+        const net_buf *a = op->in0 >= 0 ? &n->bufs[op->in0] : NULL, *o = &n->bufs[op->out];
+        const int P = a->H * a->W;
+        const size_t na = (size_t)N * buf_floats(a);
+        const float *dout = G(op->out);
+        const int any_grad = a->grad || (op->in1 >= 0 && n->bufs[op->in1].grad) ||
+                             (op->in2 >= 0 && n->bufs[op->in2].grad);
+        if (!any_grad) continue;
+        switch (op->kind) {
+        case OP_CONV:
+            conv2d_backward_input(tmp, dout, op->w, N, a->C, a->H, a->W, o->C, op->geom, ws->scratch);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_NIN:
+            nin_backward_input(tmp, dout, op->w, N, a->C, o->C, P);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_DENSE:
+            if (!a->grad) break;
+            dense_backward_input(tmp, dout, op->w, N, a->C, o->C);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_GROUPNORM: {
+            const float *stats = D(op->aux);
+            groupnorm_backward_input(tmp, dout, D(op->in0), stats, stats + (size_t)N * op->groups, op->w, N, a->C, P,
+                                     op->groups);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        }
+        case OP_SILU:
+            silu_backward(tmp, dout, D(op->in0), na);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_ADD:
+            if (n->bufs[op->in0].grad) {
+                nn_scale(tmp, dout, op->scale, na);
+                accumulate(G(op->in0), tmp, na);
+            }
+            if (n->bufs[op->in1].grad) {
+                nn_scale(tmp, dout, op->scale, na);
+                accumulate(G(op->in1), tmp, na);
+            }
+            break;
+        case OP_BIAS:
+            if (a->grad) accumulate(G(op->in0), dout, na);
+            break;
+        case OP_ATTN: {
+            /* dq, dk, dv each (N, C, P): tmp holds three buffers' worth */
+            attn_backward(tmp, tmp + na, tmp + 2 * na, dout, D(op->aux), D(op->in0), D(op->in1), D(op->in2), N,
+                          a->C, P, ws->scratch);
+            accumulate(G(op->in0), tmp, na);
+            accumulate(G(op->in1), tmp + na, na);
+            accumulate(G(op->in2), tmp + 2 * na, na);
+            break;
+        }
+        case OP_FIR_UP:
+            fir_upsample2x_backward(tmp, dout, N, a->C, a->H, a->W, ws->scratch);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_FIR_DOWN:
+            fir_downsample2x_backward(tmp, dout, N, a->C, a->H, a->W, ws->scratch);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_FIR_BLUR:
+            fir_blur_pad2_backward(tmp, dout, N, a->C, a->H, a->W, ws->scratch);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_NEAREST_UP:
+            nearest_upsample2x_backward(tmp, dout, N, a->C, a->H, a->W);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_AVGPOOL:
+            avgpool2x2_backward(tmp, dout, N, a->C, a->H, a->W);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_CONCAT: {
+            const net_buf *b = &n->bufs[op->in1];
+            const size_t nb = (size_t)N * buf_floats(b);
+            nn_split_channels(tmp, tmp + na, dout, N, a->C, b->C, P);
+            if (a->grad) accumulate(G(op->in0), tmp, na);
+            if (b->grad) accumulate(G(op->in1), tmp + na, nb);
+            break;
+        }
+        case OP_AFFINE:
+            nn_scale(tmp, dout, op->scale, na);
+            accumulate(G(op->in0), tmp, na);
+            break;
+        case OP_DIV_SAMPLE: {
+            const float *s = D(op->in1);
+            const size_t per = buf_floats(a);
+            for (int b = 0; b < N; b++)
+                for (size_t k = 0; k < per; k++) tmp[b * per + k] = dout[b * per + k] / s[b];
+            accumulate(G(op->in0), tmp, na);
+            break;
+        }
+        case OP_MEANPOOL: {
+            float *g = G(op->in0);
+            for (size_t r = 0; r < (size_t)N * a->C; r++)
+                for (int p = 0; p < P; p++) g[r * P + p] += dout[r] / P;
+            break;
+        }
+        default: SC_ASSERT(0);
+        }
+    }
+    return 0;
+}
