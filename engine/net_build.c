@@ -73,8 +73,8 @@ int net_config_from_json(net_config *c, const json_t *a, sc_error *err)
     memset(c, 0, sizeof *c);
     if (!json_is_object(a)) return sc_fail(err, SC_ERR_FORMAT, "architecture must be an object");
     const char *name = json_string_value(json_object_get(a, "name"));
-    if (!name || (strcmp(name, "ncsnpp") != 0 && strcmp(name, "ddpm") != 0))
-        return sc_fail(err, SC_ERR_FORMAT, "architecture.name must be \"ncsnpp\" or \"ddpm\"");
+    if (!name || (strcmp(name, "ncsnpp") != 0 && strcmp(name, "ddpm") != 0 && strcmp(name, "classifier") != 0))
+        return sc_fail(err, SC_ERR_FORMAT, "architecture.name must be \"ncsnpp\", \"ddpm\" or \"classifier\"");
     snprintf(c->name, sizeof c->name, "%s", name);
     static const char *const resblock[] = {"ddpm", "biggan"};
     static const char *const prog[] = {"none", "output_skip", "input_skip", "residual"};
@@ -95,13 +95,25 @@ int net_config_from_json(net_config *c, const json_t *a, sc_error *err)
         (rc = get_int(a, "conditional", 1, &c->conditional, err)) ||
         (rc = get_int(a, "scale_by_sigma", 0, &c->scale_by_sigma, err)) ||
         (rc = get_int(a, "centered", 1, &c->centered, err)) || (rc = get_int(a, "image_size", 32, &c->image_size, err)) ||
-        (rc = get_int(a, "num_channels", 3, &c->channels, err)) || (rc = get_int(a, "num_scales", 1000, &c->num_scales, err)))
+        (rc = get_int(a, "num_channels", 3, &c->channels, err)) || (rc = get_int(a, "num_scales", 1000, &c->num_scales, err)) ||
+        (rc = get_int(a, "num_classes", 0, &c->num_classes, err)))
         return rc;
     c->biggan = rb;
     c->progressive = (net_progressive)p;
     c->progressive_input = (net_progressive)pi;
     c->combine_cat = cc;
     c->fourier = e;
+    if (strcmp(name, "classifier") == 0) { /* tools/nets.py NoiseClassifier */
+        c->fourier = 1;
+        c->conditional = 1;
+        c->biggan = 1;
+        c->skip_rescale = 1;
+        c->fir = 0;
+        c->progressive = c->progressive_input = PROG_NONE;
+        c->scale_by_sigma = 0;
+        if (c->num_classes < 2 || c->num_classes > 100000)
+            return sc_fail(err, SC_ERR_FORMAT, "a classifier needs num_classes >= 2");
+    }
     if (is_ddpm) { /* the DDPM model has none of NCSN++'s options (§7.8) */
         c->fourier = 0;
         c->progressive = c->progressive_input = PROG_NONE;
@@ -489,10 +501,51 @@ static int build_unet(bld *b)
     return b->rc;
 }
 
+/* The noise-conditional classifier of tools/nets.py (NoiseClassifier): resblocks per level
+ * with 2x2 mean pooling between levels, then GroupNorm, SiLU, the spatial mean and a Dense
+ * head giving the logits. */
+static int build_classifier(bld *b)
+{
+    net *n = b->n;
+    const net_config *c = b->c;
+    const int S = c->image_size;
+    n->input = buffer(b, c->channels, S, S, 1);
+    time_embedding(b);
+    int h = n->input;
+    if (!c->centered) {
+        net_op op = mk(OP_AFFINE, h, buffer(b, c->channels, S, S, 1));
+        op.scale = 2.0f;
+        op.shift = -1.0f;
+        add_op(b, op);
+        h = op.out;
+    }
+    h = conv(b, h, c->nf, CONV2D_3X3, b->mod++, "");
+    for (int l = 0; l < c->levels && !failed(b); l++) {
+        for (int r = 0; r < c->num_res_blocks; r++) h = resblock(b, h, c->nf * c->ch_mult[l], 0, 0);
+        if (l < c->levels - 1) {
+            const net_buf *a = buf(b, h);
+            h = unary(b, OP_AVGPOOL, h, a->C, a->H / 2, a->W / 2);
+        }
+    }
+    const int mg = b->mod++;
+    h = silu(b, groupnorm(b, h, mg, ""));
+    if (failed(b)) return b->rc;
+    const int C = buf(b, h)->C;
+    int g = unary(b, OP_MEANPOOL, h, C, 1, 1);
+    const int m = b->mod++;
+    net_op d = mk(OP_DENSE, g, -1);
+    d.w_off = weight(b, m, "weight", 2, c->num_classes, C, 0, 0);
+    d.b_off = weight(b, m, "bias", 1, c->num_classes, 0, 0, 0);
+    d.out = buffer(b, c->num_classes, 1, 1, 1);
+    add_op(b, d);
+    n->output = d.out;
+    return b->rc;
+}
+
 int net_build(net *n, const net_config *c, const net_weights_src *src, sc_error *err)
 {
     bld b = {.n = n, .c = c, .src = src, .err = err, .temb_act = -1, .ddpm_model = strcmp(c->name, "ddpm") == 0};
-    int rc = build_unet(&b);
+    int rc = strcmp(c->name, "classifier") == 0 ? build_classifier(&b) : build_unet(&b);
     if (rc) return rc;
     net_finish(n);
     return 0;

@@ -14,7 +14,7 @@
 typedef enum { PROG_NONE, PROG_OUTPUT_SKIP, PROG_INPUT_SKIP, PROG_RESIDUAL } net_progressive;
 
 typedef struct net_config {
-    char name[16];              /* "ncsnpp", "ddpm"                                     */
+    char name[16];              /* "ncsnpp", "ddpm", "classifier"                        */
     int nf;
     int ch_mult[NET_MAX_LEVELS];
     int levels;                 /* len(ch_mult)                                         */
@@ -34,6 +34,7 @@ typedef struct net_config {
     int centered;
     int image_size, channels;
     int num_scales;
+    int num_classes;            /* classifier                                           */
 } net_config;
 
 /* The "architecture" object: official field names (nf, ch_mult, num_res_blocks, ...). */
@@ -50,7 +51,7 @@ typedef struct net_weights_src {
 /* Builds the network onto n (initialised with net_init).  Buffers: n->input (C,H,W);
  * n->time_input (1): ln(sigma) for Fourier embeddings, the float label for positional ones;
  * n->aux_input (1): the sigma the output is divided by (scale_by_sigma); n->output (C,H,W):
- * the raw network output. */
+ * the raw network output.  A classifier's output is its logits (num_classes). */
 int net_build(net *n, const net_config *c, const net_weights_src *src, sc_error *err);
 
 /* Counts parameters of the built network (for the §7.9 checks). */

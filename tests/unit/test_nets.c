@@ -187,12 +187,50 @@ static void test_batch_invariance(void **state)
     golden_free(&g);
 }
 
+/* The guidance classifier: log p(y | x, sigma) and its input gradient against PyTorch. */
+static void test_golden_classifier(void **state)
+{
+    (void)state;
+    net_classifier *c = NULL;
+    sc_error err = {0};
+    if (net_classifier_load(GOLDEN "classifier_28x1.safetensors", &c, &err)) fail_msg("%s", err.msg);
+    st_file *io;
+    if (st_open(GOLDEN "classifier_28x1.io.safetensors", &io, &err)) fail_msg("%s", err.msg);
+    int64_t count;
+    float *x = io_tensor(io, "x", &count), *sg = io_tensor(io, "sigma", NULL), *yf = io_tensor(io, "y", NULL);
+    float *logp_ref = io_tensor(io, "logp", NULL), *grad_ref = io_tensor(io, "grad", NULL);
+    const int N = (int)(count / c->D);
+    double sigma[8];
+    int y[8];
+    for (int i = 0; i < N; i++) {
+        sigma[i] = sg[i];
+        y[i] = (int)yf[i];
+    }
+    float logp[8], *grad = malloc(sizeof(float) * (size_t)count);
+    void *scratch = malloc(net_classifier_scratch_bytes(c, N));
+    net_classifier_log_prob_grad(c, x, sigma, y, N, logp, grad, scratch);
+    double e_logp = rel_err(logp, logp_ref, (size_t)N), e_grad = rel_err(grad, grad_ref, (size_t)count);
+    print_message("classifier_28x1                  logp rel err %.2e  grad rel err %.2e\n", e_logp, e_grad);
+    assert_true(e_logp < 1e-4);
+    assert_true(e_grad < 1e-4);
+    free(scratch);
+    free(grad);
+    free(x);
+    free(sg);
+    free(yf);
+    free(logp_ref);
+    free(grad_ref);
+    st_close(io);
+    net_classifier_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_forward_and_vjp),
         cmocka_unit_test(test_vjp_central_difference),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_golden_classifier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
