@@ -2,6 +2,7 @@
  * Not here: any kind's score evaluation (gmm.c, later the networks). */
 #include "model.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "gauss.h"
 #include "gmm.h"
 #include "net_model.h"
+#include "safetensors.h"
 #include "model_json.h"
 
 #define MODEL_MAX_D (3 * 1024 * 1024)
@@ -183,7 +185,7 @@ int sc_model_load(const char *path, sc_model **out, sc_error *err)
             memcpy(err->msg, msg, sizeof msg);
         }
     } else {
-        rc = sc_fail(err, SC_ERR_FORMAT, "model %s: unknown \"kind\" %s%s%s (expected \"gmm\" or \"gaussian\")",
+        rc = sc_fail(err, SC_ERR_FORMAT, "model %s: unknown \"kind\" %s%s%s (expected \"gmm\" or \"gaussian\"; networks are .safetensors files)",
                      path, kind ? "\"" : "", kind ? kind : "(missing)", kind ? "\"" : "");
     }
     json_decref(root);
@@ -220,4 +222,67 @@ void sc_model_shape_str(const sc_model *m, char *buf, size_t len)
         snprintf(buf, len, "[%d]", m->shape[0]);
     else
         snprintf(buf, len, "[%d, %d, %d]", m->shape[0], m->shape[1], m->shape[2]);
+}
+
+/* A .safetensors file whose metadata says it is a classifier. */
+static int is_classifier_file(const char *path)
+{
+    st_file *f = NULL;
+    if (st_open(path, &f, NULL)) return 0;
+    const char *meta = st_metadata(f, "scored");
+    json_t *root = meta ? json_loads(meta, 0, NULL) : NULL;
+    const char *kind = json_string_value(json_object_get(root, "kind"));
+    int yes = kind && strcmp(kind, "classifier") == 0;
+    json_decref(root);
+    st_close(f);
+    return yes;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int sc_model_dir_list(const char *dir, char ***names, int *count, sc_error *err)
+{
+    *names = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d) return sc_fail(err, SC_ERR_IO, "cannot read directory %.300s: %s", dir, strerror(errno));
+    char **list = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *nm = e->d_name;
+        if (nm[0] == '.' || !(has_suffix(nm, ".json") || has_suffix(nm, ".safetensors"))) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        if (has_suffix(nm, ".safetensors") && is_classifier_file(path)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **grown = realloc(list, sizeof *list * (size_t)cap);
+            if (!grown) {
+                rc = sc_fail(err, SC_ERR_NOMEM, "out of memory listing %.300s", dir);
+                break;
+            }
+            list = grown;
+        }
+        if (!(list[n] = dup_str(nm))) {
+            rc = sc_fail(err, SC_ERR_NOMEM, "out of memory listing %.300s", dir);
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (rc) {
+        sc_model_dir_free(list, n);
+        return rc;
+    }
+    if (n > 1) qsort(list, (size_t)n, sizeof *list, cmp_names);
+    *names = list;
+    *count = n;
+    return 0;
+}
+
+void sc_model_dir_free(char **names, int count)
+{
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(names);
 }

@@ -56,6 +56,12 @@ struct sc_model {
 int sc_model_load(const char *path, sc_model **out, sc_error *err);
 void sc_model_free(sc_model *m);
 
+/* The model files of a directory: *.json and *.safetensors, sorted by name, without the
+ * classifier files (they guide a score model, named in its metadata).  *names (and each
+ * name, a file name without the directory) are malloc'd. */
+int sc_model_dir_list(const char *dir, char ***names, int *count, sc_error *err);
+void sc_model_dir_free(char **names, int count);
+
 /* Scratch for ops->eval; caller-owned, reused across calls. */
 void *sc_model_scratch_alloc(const sc_model *m, int max_batch);
 

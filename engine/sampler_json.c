@@ -8,7 +8,7 @@ static int name_field(const json_t *v, const char *key, int (*parse)(const char 
                       void *out, sc_error *err)
 {
     const char *s = json_string_value(v);
-    if (!s) return sc_fail(err, SC_ERR_INVALID, "sampler.%s must be a string", key);
+    if (!s) return sc_fail(err, SC_ERR_FORMAT, "sampler.%s must be a string", key);
     if (parse(s, out)) return sc_fail(err, SC_ERR_INVALID, "sampler.%s: unknown value \"%.80s\"", key, s);
     return 0;
 }
@@ -20,14 +20,16 @@ static int parse_solver(const char *s, void *o) { return ode_solver_from_str(s, 
 
 static int number_field(const json_t *v, const char *key, double *out, sc_error *err)
 {
-    if (!json_is_number(v)) return sc_fail(err, SC_ERR_INVALID, "sampler.%s must be a number", key);
+    if (!json_is_number(v)) return sc_fail(err, SC_ERR_FORMAT, "sampler.%s must be a number", key);
     *out = json_number_value(v);
+    if (!(*out > 0)) return sc_fail(err, SC_ERR_INVALID, "sampler.%s must be positive, got %g", key, *out);
     return 0;
 }
 
 static int int_field(const json_t *v, const char *key, int lo, int hi, int *out, sc_error *err)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+    if (!json_is_integer(v)) return sc_fail(err, SC_ERR_FORMAT, "sampler.%s must be an integer", key);
+    if (json_integer_value(v) < lo || json_integer_value(v) > hi)
         return sc_fail(err, SC_ERR_INVALID, "sampler.%s must be an integer in [%d, %d]", key, lo, hi);
     *out = (int)json_integer_value(v);
     return 0;
@@ -36,7 +38,7 @@ static int int_field(const json_t *v, const char *key, int lo, int hi, int *out,
 int sampler_config_apply_json(sampler_config *c, const json_t *obj, sc_error *err)
 {
     if (!obj) return 0;
-    if (!json_is_object(obj)) return sc_fail(err, SC_ERR_INVALID, "sampler must be an object");
+    if (!json_is_object(obj)) return sc_fail(err, SC_ERR_FORMAT, "sampler must be an object");
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)obj, key, v) {
@@ -53,7 +55,7 @@ int sampler_config_apply_json(sampler_config *c, const json_t *obj, sc_error *er
         else if (strcmp(key, "corrector_steps") == 0)
             rc = int_field(v, key, 1, SAMPLER_MAX_CORRECTOR_STEPS, &c->corrector_steps, err);
         else if (strcmp(key, "denoise") == 0) {
-            if (!json_is_boolean(v)) rc = sc_fail(err, SC_ERR_INVALID, "sampler.denoise must be true or false");
+            if (!json_is_boolean(v)) rc = sc_fail(err, SC_ERR_FORMAT, "sampler.denoise must be true or false");
             else {
                 c->denoise = json_is_true(v);
                 rc = 0;

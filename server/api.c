@@ -30,6 +30,8 @@ typedef struct inputs {
     float *tensor;         /* "data" / "latents" / .npy body: owned                        */
     int64_t shape[8];
     int ndim;
+    float *mask_tensor;    /* "mask" as numbers (vector models): owned                     */
+    int64_t mask_count;
 } inputs;
 
 static void inputs_free(inputs *in)
@@ -38,6 +40,7 @@ static void inputs_free(inputs *in)
     for (int i = 0; i < in->n_images; i++) image_free(&in->images[i]);
     image_free(&in->mask);
     free(in->tensor);
+    free(in->mask_tensor);
 }
 
 static int media_is(const char *content_type, const char *want)
@@ -74,7 +77,8 @@ static int decode_b64_png(const json_t *v, const char *what, size_t max, sc_imag
 static int read_json(const api_request *r, inputs *in, sc_error *err)
 {
     json_error_t jerr;
-    in->params = r->len ? json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
+    if (r->len == 0) return sc_fail(err, SC_ERR_FORMAT, "empty body: send a JSON object ({} for the defaults)");
+    in->params = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
     if (!in->params) return sc_fail(err, SC_ERR_FORMAT, "body is not valid JSON (line %d: %s)", jerr.line, jerr.text);
     if (!json_is_object(in->params)) return sc_fail(err, SC_ERR_FORMAT, "body must be a JSON object");
     const json_t *v;
@@ -95,8 +99,16 @@ static int read_json(const api_request *r, inputs *in, sc_error *err)
         }
     }
     if ((v = json_object_get(in->params, "mask"))) {
-        if ((rc = decode_b64_png(v, "mask", r->max_body, &in->mask, err))) return rc;
-        in->have_mask = 1;
+        if (json_is_array(v)) { /* a vector model's mask: 1 keep, 0 generate */
+            int64_t shape[8];
+            int nd;
+            if ((rc = tensor_from_json(v, 5, r->model->D + 1, &in->mask_tensor, shape, &nd, err))) return rc;
+            in->mask_count = 1;
+            for (int i = 0; i < nd; i++) in->mask_count *= shape[i];
+        } else {
+            if ((rc = decode_b64_png(v, "mask", r->max_body, &in->mask, err))) return rc;
+            in->have_mask = 1;
+        }
     }
     const char *tensor_key = json_object_get(in->params, "latents") ? "latents" : "data";
     if ((v = json_object_get(in->params, tensor_key))) {
@@ -158,8 +170,9 @@ static int read_npy(const api_request *r, inputs *in, sc_error *err)
     in->ndim = a.ndim;
     memcpy(in->shape, a.shape, sizeof(int64_t) * (size_t)a.ndim);
     npy_free(&a);
-    in->params = json_object();
-    return 0;
+    /* a raw body leaves no room for options: they come in the query string */
+    in->params = r->query ? json_deep_copy(r->query) : json_object();
+    return in->params ? 0 : sc_fail(err, SC_ERR_NOMEM, "out of memory");
 }
 
 /* ---- parameters -------------------------------------------------------------------------- */
@@ -219,11 +232,12 @@ static int get_seed(const json_t *p, uint64_t fallback, uint64_t *out, sc_error 
 {
     const json_t *v = json_object_get(p, "seed");
     if (!v) {
-        *out = fallback & 0x7fffffffffffffffull;
+        *out = fallback & SRV_SEED_MAX;
         return 0;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return sc_fail(err, SC_ERR_INVALID, "seed must be a non-negative integer");
+    if (!json_is_integer(v)) return sc_fail(err, SC_ERR_FORMAT, "seed must be an integer");
+    if (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > SRV_SEED_MAX)
+        return sc_fail(err, SC_ERR_INVALID, "seed must be an integer in [0, 2^53 - 1]");
     *out = (uint64_t)json_integer_value(v);
     return 0;
 }
@@ -349,6 +363,7 @@ static int anomaly_settings(const api_request *r, const json_t *p, job *j, sc_er
     else if (strcmp(score, "complexity") == 0) j->ascore = SCORE_COMPLEXITY;
     else rc = sc_fail(err, SC_ERR_INVALID, "score must be \"bpd\" or \"complexity\"");
     const json_t *th = json_object_get(p, "threshold"), *q = json_object_get(p, "quantile");
+    if (!rc && th && q) rc = sc_fail(err, SC_ERR_INVALID, "give threshold or quantile, not both");
     if (!rc && th) {
         if (!json_is_number(th)) rc = sc_fail(err, SC_ERR_FORMAT, "threshold must be a number");
         j->threshold = json_number_value(th);
@@ -380,12 +395,13 @@ static int anomaly_settings(const api_request *r, const json_t *p, job *j, sc_er
 /* ---- jobs per endpoint ------------------------------------------------------------------- */
 
 static const char *const SAMPLE_KEYS[] = {"n", "seed", "sampler", "label", "guidance", "format", "grid",
-                                          "async", "preview_every", "image", "mask", NULL};
+                                          "async", "preview_every", "image", "mask", "data", NULL};
 static const char *const LIK_KEYS[] = {"images", "image", "data", "hutchinson", "probes", "rtol", "atol",
                                        "seed", "exact_divergence", "solver", "steps", "eps", "async",
                                        "score", "quantile", "threshold", NULL};
 static const char *const CODE_KEYS[] = {"data", "images", "image", "latents", "solver", "rtol", "atol", "steps",
-                                        "eps", "async", "sampler", "format", "grid", "label", "guidance", NULL};
+                                        "eps", "async", "sampler", "format", "grid", "label", "guidance", "denoise",
+                                        NULL};
 
 static int output_format(const api_request *r, const json_t *p, job *j, sc_error *err)
 {
@@ -403,7 +419,10 @@ static int output_format(const api_request *r, const json_t *p, job *j, sc_error
         j->want_png = image;
     }
     j->want_npy = r->accept_npy;
-    return get_bool(p, "grid", 1, &j->grid, err);
+    int rc = get_bool(p, "grid", 1, &j->grid, err);
+    if (!rc && f && strcmp(f, "png") == 0 && !j->grid && j->n > 1)
+        rc = sc_fail(err, SC_ERR_UNSUPPORTED, "format png with grid false holds one image: use n 1, grid true or format json");
+    return rc;
 }
 
 static int make_generation(const api_request *r, job_kind kind, inputs *in, job **out, sc_error *err)
@@ -419,7 +438,7 @@ static int make_generation(const api_request *r, job_kind kind, inputs *in, job 
             return sc_fail(err, SC_ERR_TOO_LARGE, "n must be at most %d on this server", r->max_items);
         return rc;
     }
-    if ((rc = get_int(p, "preview_every", 0, 1000000, 0, &preview, err))) return rc;
+    if ((rc = get_int(p, "preview_every", 1, 1000000, 0, &preview, err))) return rc;
     sampler_config cfg;
     sc_condition cond = {.kind = COND_NONE, .label = -1};
     if ((rc = get_sampler(r, p, kind == JOB_SAMPLES ? -1 : (int)SAMPLER_PC, &cfg, err)) ||
@@ -431,7 +450,29 @@ static int make_generation(const api_request *r, job_kind kind, inputs *in, job 
     j->preview_every = (int)preview;
     if ((rc = get_seed(p, r->random_seed, &j->seed, err)) || (rc = output_format(r, p, j, err))) goto fail;
     const int D = m->D;
-    if (kind == JOB_INPAINT || kind == JOB_COLORIZE) {
+    if (kind == JOB_INPAINT && !sc_model_is_image(m)) { /* vector data: "data" and a 0/1 "mask" */
+        int items = 0;
+        if (!in->tensor || !in->mask_tensor) {
+            rc = sc_fail(err, SC_ERR_INVALID, "inpainting a vector model needs \"data\" and \"mask\" arrays");
+            goto fail;
+        }
+        if ((rc = tensor_items(r, in, "data", &items, err))) goto fail;
+        if (items != 1 || in->mask_count != D) {
+            rc = sc_fail(err, SC_ERR_SHAPE, "data and mask must each hold %d values (model %s)", D, m->name);
+            goto fail;
+        }
+        j->inputs = malloc(sizeof(float) * D);
+        j->mask = malloc(sizeof(float) * D);
+        if (!j->inputs || !j->mask) {
+            rc = sc_fail(err, SC_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        memcpy(j->inputs, in->tensor, sizeof(float) * D);
+        memcpy(j->mask, in->mask_tensor, sizeof(float) * D);
+        cond.kind = COND_INPAINT;
+        cond.data = j->inputs;
+        cond.mask = j->mask;
+    } else if (kind == JOB_INPAINT || kind == JOB_COLORIZE) {
         if (in->n_images != 1) {
             rc = sc_fail(err, SC_ERR_FORMAT, "%s needs exactly one image", job_kind_name(kind));
             goto fail;
@@ -469,8 +510,8 @@ static int make_generation(const api_request *r, job_kind kind, inputs *in, job 
             cond.kind = COND_COLORIZE;
         }
         cond.data = j->inputs;
-    } else if (in->n_images || in->have_mask) {
-        rc = sc_fail(err, SC_ERR_INVALID, "samples takes no image or mask");
+    } else if (in->n_images || in->have_mask || in->tensor || in->mask_tensor) {
+        rc = sc_fail(err, SC_ERR_INVALID, "samples takes no image, data or mask");
         goto fail;
     }
     j->cond = cond;
@@ -533,7 +574,7 @@ static int make_likelihood(const api_request *r, job_kind kind, inputs *in, job 
         }
     }
     j->lcfg = cfg;
-    if ((rc = get_seed(p, r->random_seed, &j->seed, err))) goto fail;
+    if ((rc = get_seed(p, 0, &j->seed, err))) goto fail; /* reproducible by default, as the CLI */
     for (int i = 0; i < n; i++)
         if ((rc = flow_likelihood_task_create(m, &cfg, j->inputs + (size_t)i * D, j->seed, (uint64_t)i, &j->tasks[i], err)))
             goto fail;
@@ -585,6 +626,17 @@ static int make_coding(const api_request *r, job_kind kind, inputs *in, job **ou
         const json_t *sj = json_object_get(p, "sampler");
         if (!json_object_get(p, "eps") && !(sj && json_object_get(sj, "eps"))) cfg.eps = sde_eps_likelihood(&m->sde);
         double v;
+        int denoise = cfg.denoise;
+        if ((rc = get_bool(p, "denoise", cfg.denoise, &denoise, err))) goto fail;
+        cfg.denoise = denoise;
+        const json_t *sv = json_object_get(p, "solver");
+        if (sv && (!json_is_string(sv) || ode_solver_from_str(json_string_value(sv), &cfg.solver))) {
+            rc = sc_fail(err, SC_ERR_INVALID, "solver must be \"rk45\", \"euler\" or \"heun\"");
+            goto fail;
+        }
+        long st;
+        if ((rc = get_int(p, "steps", 1, r->max_steps, cfg.steps, &st, err))) goto fail;
+        cfg.steps = (int)st;
         if ((rc = get_num(p, "rtol", cfg.rtol, &v, err))) goto fail;
         cfg.rtol = v;
         if ((rc = get_num(p, "atol", cfg.atol, &v, err))) goto fail;

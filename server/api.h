@@ -2,6 +2,8 @@
 #ifndef SCORED_API_H
 #define SCORED_API_H
 
+#include <jansson.h>
+
 #include "srv.h"
 
 typedef struct api_request {
@@ -16,6 +18,7 @@ typedef struct api_request {
     size_t max_body;
     int max_items, max_steps;
     uint64_t random_seed;        /* used when the request gives no seed                  */
+    const json_t *query;         /* query-string options (for raw .npy bodies), or NULL  */
 } api_request;
 
 /* On success *out is a new job (not yet submitted) that takes over the caller's model

@@ -1,4 +1,4 @@
-/* `scored models [DIR]`: loads every *.json in a directory and prints one line per model
+/* `scored models [DIR]`: loads every model file in a directory and prints one line per model
  * (name, kind, shape, SDE, classes, path); files that fail to load are reported on stderr.
  * Loading is the engine's sc_model_load; nothing is cached. */
 #include <dirent.h>
@@ -15,17 +15,13 @@
 static const char models_usage[] =
     "usage: scored models [DIR]\n"
     "\n"
-    "Lists the model files (*.json) in DIR (default models/), one line per model that loads:\n"
+    "Lists the model files (*.json, *.safetensors) in DIR (default models/), one line per model that loads:\n"
     "  NAME  KIND  SHAPE  SDE(PARAMETERS)  classes=K  PATH\n"
     "Files that fail to load are named on stderr with the reason; the exit status is 0 when\n"
     "at least one model loaded.\n"
     "\n"
     "  -h, --help             this text\n";
 
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* "vp(beta_min=0.1,beta_max=20,N=1000)" and the like. */
 static void sde_text(const sde *s, char *buf, size_t len)
@@ -44,48 +40,6 @@ static void shape_text(const sc_model *m, char *buf, size_t len)
     else snprintf(buf, len, "[%d,%d,%d]", m->shape[0], m->shape[1], m->shape[2]);
 }
 
-/* Sorted names of the *.json files in dir; *names and each name are malloc'd. */
-static int list_json(const char *dir, char ***names, int *count, sc_error *err)
-{
-    *names = NULL;
-    *count = 0;
-    DIR *d = opendir(dir);
-    if (!d) return sc_fail(err, SC_ERR_IO, "cannot read directory %.300s: %s", dir, strerror(errno));
-    int n = 0, cap = 0, rc = 0;
-    char **list = NULL;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 6 || strcasecmp(e->d_name + len - 5, ".json") != 0 || e->d_name[0] == '.')
-            continue;
-        if (n == cap) {
-            int ncap = cap ? 2 * cap : 16;
-            char **grown = realloc(list, sizeof(char *) * (size_t)ncap);
-            if (!grown) {
-                rc = sc_fail(err, SC_ERR_NOMEM, "out of memory listing %.300s", dir);
-                break;
-            }
-            list = grown;
-            cap = ncap;
-        }
-        if (!(list[n] = malloc(len + 1))) {
-            rc = sc_fail(err, SC_ERR_NOMEM, "out of memory listing %.300s", dir);
-            break;
-        }
-        memcpy(list[n++], e->d_name, len + 1);
-    }
-    closedir(d);
-    if (rc) {
-        for (int i = 0; i < n; i++) free(list[i]);
-        free(list);
-        return rc;
-    }
-    if (n > 1) qsort(list, (size_t)n, sizeof *list, compare_names);
-    *names = list;
-    *count = n;
-    return 0;
-}
-
 int cli_models_main(int argc, char **argv)
 {
     cli_args a;
@@ -98,7 +52,7 @@ int cli_models_main(int argc, char **argv)
     sc_error err = {0};
     char **names = NULL;
     int count = 0;
-    if (list_json(dir, &names, &count, &err)) return cli_fail(&err);
+    if (sc_model_dir_list(dir, &names, &count, &err)) return cli_fail(&err);
 
     size_t dlen = strlen(dir);
     const char *sep = dlen && dir[dlen - 1] == '/' ? "" : "/";
@@ -126,10 +80,9 @@ int cli_models_main(int argc, char **argv)
         }
         free(path);
     }
-    for (int i = 0; i < count; i++) free(names[i]);
-    free(names);
+    sc_model_dir_free(names, count);
     if (loaded == 0) {
-        sc_fail(&err, SC_ERR_IO, "no loadable model file (*.json) in %.300s", dir);
+        sc_fail(&err, SC_ERR_IO, "no loadable model file (*.json, *.safetensors) in %.300s", dir);
         return cli_fail(&err);
     }
     return CLI_EXIT_OK;

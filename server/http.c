@@ -32,7 +32,8 @@ int srv_error_status(int code)
     switch (code) {
     case SRV_ERR_QUEUE_FULL: return 429;
     case SRV_ERR_MEDIA_TYPE: return 415;
-    case SRV_ERR_NOT_READY: return 503;
+    case SRV_ERR_NOT_READY:
+    case SRV_ERR_SHUTTING_DOWN: return 503;
     case SRV_ERR_NOT_FOUND: return 404;
     case SRV_ERR_UNAUTHORIZED: return 401;
     case SRV_ERR_METHOD: return 405;
@@ -55,6 +56,7 @@ const char *srv_error_name(int code)
     case SRV_ERR_QUEUE_FULL: return "queue_full";
     case SRV_ERR_MEDIA_TYPE: return "unsupported_media_type";
     case SRV_ERR_NOT_READY: return "not_ready";
+    case SRV_ERR_SHUTTING_DOWN: return "shutting_down";
     case SRV_ERR_NOT_FOUND: return "not_found";
     case SRV_ERR_UNAUTHORIZED: return "unauthorized";
     case SRV_ERR_METHOD: return "method_not_allowed";
@@ -100,6 +102,7 @@ static enum MHD_Result send_error_ex(req_ctx *r, struct MHD_Connection *c, int c
     struct MHD_Response *resp = buffer_response(text, strlen(text), "application/json");
     free(text);
     if (resp && hname) MHD_add_response_header(resp, hname, hvalue);
+    if (resp && code == SRV_ERR_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     return send_response(r, c, srv_error_status(code), resp);
 }
 
@@ -134,7 +137,8 @@ static enum MHD_Result serve_static(req_ctx *r, struct MHD_Connection *c, const 
                  *p == '.' || *p == '-' || *p == '_' || *p == '/';
         if (!ok) return send_error(r, c, SRV_ERR_NOT_FOUND, "no such file");
     }
-    if (strstr(rel, "..") || !s->cfg.static_dir[0]) return send_error(r, c, SRV_ERR_NOT_FOUND, "no such file");
+    if (strstr(rel, "..") || strstr(rel, "/.") || rel[0] == '.' || !s->cfg.static_dir[0])
+        return send_error(r, c, SRV_ERR_NOT_FOUND, "no such file");
     char path[2048];
     snprintf(path, sizeof path, "%s/%s", s->cfg.static_dir, rel);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -205,7 +209,28 @@ static uint64_t fresh_seed(void)
         close(fd);
     }
     if (!v) v = (uint64_t)(srv_now() * 1e6);
-    return v & 0x7fffffffffffffffull;
+    return v & SRV_SEED_MAX; /* exact in every JSON reader */
+}
+
+/* Query-string options as JSON: integers, numbers and true/false are typed, the rest strings. */
+static enum MHD_Result add_query_value(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    json_t *o = cls;
+    if (!value) value = "";
+    char *end;
+    long long iv = strtoll(value, &end, 10);
+    json_t *v;
+    if (*value && !*end) v = json_integer(iv);
+    else {
+        double dv = strtod(value, &end);
+        if (*value && !*end) v = json_real(dv);
+        else if (strcmp(value, "true") == 0) v = json_true();
+        else if (strcmp(value, "false") == 0) v = json_false();
+        else v = json_string(value);
+    }
+    json_object_set_new(o, key, v);
+    return MHD_YES;
 }
 
 static enum MHD_Result post_job(req_ctx *r, struct MHD_Connection *c, const char *model_id, job_kind kind)
@@ -216,7 +241,7 @@ static enum MHD_Result post_job(req_ctx *r, struct MHD_Connection *c, const char
     srv_model *sm = closing ? NULL : registry_find(s, model_id);
     if (sm) sm->refs++;
     pthread_mutex_unlock(&s->lock);
-    if (closing) return send_error(r, c, SRV_ERR_NOT_READY, "the server is shutting down");
+    if (closing) return send_error(r, c, SRV_ERR_SHUTTING_DOWN, "the server is shutting down");
     if (!sm) return send_error(r, c, SRV_ERR_NOT_FOUND, "no such model");
 
     const char *prefer = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Prefer");
@@ -229,10 +254,14 @@ static enum MHD_Result post_job(req_ctx *r, struct MHD_Connection *c, const char
         .body = r->body, .len = r->len, .max_body = s->cfg.max_body, .max_items = s->cfg.max_items,
         .max_steps = s->cfg.max_steps, .random_seed = fresh_seed(),
     };
+    json_t *query = json_object();
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query_value, query);
+    ar.query = json_object_size(query) ? query : NULL;
     job *j = NULL;
     int async = 0;
     sc_error err = {0};
     int rc = api_job_from_request(&ar, kind, &j, &async, &err);
+    json_decref(query);
     if (rc) {
         pthread_mutex_lock(&s->lock);
         srv_model_unref(sm);
@@ -241,7 +270,7 @@ static enum MHD_Result post_job(req_ctx *r, struct MHD_Connection *c, const char
     }
     /* j now owns the model reference */
     pthread_mutex_lock(&s->lock);
-    if (s->shutting_down) rc = sc_fail(&err, SRV_ERR_NOT_READY, "the server is shutting down");
+    if (s->shutting_down) rc = sc_fail(&err, SRV_ERR_SHUTTING_DOWN, "the server is shutting down");
     else rc = sched_submit(s, j, &err);
     if (rc) {
         job_unref(j);
@@ -294,7 +323,7 @@ static enum MHD_Result answer_job(req_ctx *r, struct MHD_Connection *c)
             MHD_add_response_header(resp, "X-NFE", v);
         }
     } else {
-        code = j->status == JOB_CANCELLED ? (s->shutting_down ? SRV_ERR_NOT_READY : SC_ERR_CANCELLED) : j->error.code;
+        code = j->status == JOB_CANCELLED ? (s->shutting_down ? SRV_ERR_SHUTTING_DOWN : SC_ERR_CANCELLED) : j->error.code;
         snprintf(msg, sizeof msg, "%s", j->status == JOB_CANCELLED && s->shutting_down
                                             ? "the server is shutting down"
                                             : (j->error.msg[0] ? j->error.msg : "cancelled"));
@@ -354,7 +383,7 @@ static enum MHD_Result delete_job(req_ctx *r, struct MHD_Connection *c, const ch
 
 static void append(sse_listener *l, const char *event, const char *data)
 {
-    size_t add = strlen(event) + strlen(data) + 16;
+    size_t add = strlen(event) + strlen(data) + 32; /* "event: " "\ndata: " "\n\n" and the NUL */
     char *p = realloc(l->pending, l->pending_len + add);
     if (!p) return;
     l->pending = p;
@@ -370,7 +399,10 @@ static void sse_compose(sse_listener *l)
         l->pending = NULL;
         l->pending_len = l->pending_off = 0;
     }
-    if (j->progress_seq > l->sent_progress) {
+    /* progress at most 10 times a second (the final state always goes out) */
+    const double now = srv_now();
+    if (j->progress_seq > l->sent_progress && (now - l->last_progress >= 0.1 || job_is_final(j))) {
+        l->last_progress = now;
         char data[256];
         snprintf(data, sizeof data, "{\"step\":%ld,\"steps\":%ld,\"nfe\":%ld,\"status\":\"%s\"}", j->step,
                  j->steps, j->nfe, job_status_name(j->status));
@@ -499,14 +531,18 @@ static enum MHD_Result route(req_ctx *r, struct MHD_Connection *c, const char *u
         int ready = s->ready && !s->shutting_down, closing = s->shutting_down, n = 0;
         for (srv_model *sm = s->models; sm; sm = sm->next) n++;
         pthread_mutex_unlock(&s->lock);
-        if (!ready) return send_error(r, c, SRV_ERR_NOT_READY, closing ? "the server is shutting down" : "models are loading");
+        if (!ready)
+            return send_error(r, c, closing ? SRV_ERR_SHUTTING_DOWN : SRV_ERR_NOT_READY,
+                              closing ? "the server is shutting down" : "models are loading");
         char text[64];
         snprintf(text, sizeof text, "{\"status\":\"ready\",\"models\":%d}", n);
         return send_json(r, c, 200, text);
     }
     if (strcmp(url, "/metrics") == 0) {
         r->endpoint = "metrics";
-        return get ? serve_metrics(r, c) : method_not_allowed(r, c, "GET");
+        if (!get) return method_not_allowed(r, c, "GET");
+        if (!authorized(s, c)) return send_error(r, c, SRV_ERR_UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer KEY or X-API-Key)");
+        return serve_metrics(r, c);
     }
     char buf[512], *seg[6];
     int n = split_path(url, buf, sizeof buf, seg, 6);

@@ -179,7 +179,7 @@ char *job_to_json(const job *j)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I}, s:o, s:o, s:o}", "id", j->id,
                           "model", j->sm->id, "kind", job_kind_name(j->kind), "status",
-                          job_status_name(j->status), "progress", "step", (json_int_t)j->step,
+                          job_status_name(j->cancel_requested && !job_is_final(j) ? JOB_CANCELLED : j->status), "progress", "step", (json_int_t)j->step,
                           "steps", (json_int_t)j->steps, "nfe", (json_int_t)j->nfe, "created",
                           opt_time(j->t_created), "started", opt_time(j->t_started), "finished",
                           opt_time(j->t_finished));

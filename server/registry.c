@@ -10,11 +10,6 @@
 #include "sampler_json.h"
 #include "srv.h"
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static srv_model *model_new(srv *s, const char *id, sc_model *m)
 {
     srv_model *sm = calloc(1, sizeof *sm);
@@ -44,6 +39,7 @@ static void model_destroy(srv_model *sm)
     sc_model_free(sm->model);
     free(sm->batch);
     free(sm->batch_jobs);
+    free(sm->entries);
     for (int w = 0; w < SRV_MAX_EVAL_THREADS; w++) free(sm->scratch[w]);
     free(sm);
 }
@@ -62,22 +58,16 @@ int registry_load(srv *s, srv_model **out_list, int *count, sc_error *err)
 {
     *out_list = NULL;
     *count = 0;
-    DIR *dir = opendir(s->cfg.models_dir);
-    if (!dir) return sc_fail(err, SC_ERR_IO, "cannot open models directory %s", s->cfg.models_dir);
-    char *names[1024];
+    char **names = NULL;
     int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) && n < 1024) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".json") == 0 && len < 120) names[n++] = strdup(e->d_name);
-    }
-    closedir(dir);
-    qsort(names, (size_t)n, sizeof *names, cmp_names);
-    srv_model *head = NULL, **tail = &head;
+    int rc = sc_model_dir_list(s->cfg.models_dir, &names, &n, err);
+    if (rc) return rc;
+    srv_model *head = NULL;
     for (int i = 0; i < n; i++) {
         char path[2048], id[128];
         snprintf(path, sizeof path, "%s/%s", s->cfg.models_dir, names[i]);
-        snprintf(id, sizeof id, "%.*s", (int)(strlen(names[i]) - 5), names[i]);
+        const char *dot = strrchr(names[i], '.');
+        snprintf(id, sizeof id, "%.*s", (int)(dot - names[i]), names[i]);
         sc_model *m = NULL;
         sc_error lerr = {0};
         if (sc_model_load(path, &m, &lerr)) {
@@ -87,14 +77,16 @@ int registry_load(srv *s, srv_model **out_list, int *count, sc_error *err)
             if (!sm) {
                 sc_model_free(m);
                 fprintf(stderr, "scored: out of memory loading %s\n", path);
-            } else {
-                *tail = sm;
-                tail = &sm->next;
+            } else { /* keep the list sorted by id */
+                srv_model **pp = &head;
+                while (*pp && strcmp((*pp)->id, sm->id) < 0) pp = &(*pp)->next;
+                sm->next = *pp;
+                *pp = sm;
                 (*count)++;
             }
         }
-        free(names[i]);
     }
+    sc_model_dir_free(names, n);
     *out_list = head;
     if (*count == 0) return sc_fail(err, SC_ERR_IO, "no loadable model in %s", s->cfg.models_dir);
     return 0;
@@ -160,7 +152,11 @@ static json_t *model_info(const srv_model *sm)
     sampler_config def;
     json_t *card = json_loads(m->card_json, 0, NULL);
     if (!card) card = json_object();
-    json_t *ds = sampler_config_model_default(&def, m, -1, NULL) == 0 ? sampler_config_to_json(&def) : json_null();
+    json_t *ds = json_null();
+    if (sampler_config_model_default(&def, m, -1, NULL) == 0) {
+        def.eps = sampler_eps(&def, m); /* the effective value, not "default" */
+        ds = sampler_config_to_json(&def);
+    }
     return json_pack("{s:s, s:s, s:s, s:o, s:i, s:b, s:b, s:o, s:o, s:b, s:o, s:o, s:o}", "id",
                      sm->id, "name", m->name, "kind", m->ops->kind, "shape", shape, "data_dim",
                      m->D, "image", m->ndim == 3, "centered", m->centered, "sde", sde_json(&m->sde),

@@ -64,7 +64,7 @@ static json_t *images_json(const job *j, sc_error *err)
             return NULL;
         }
         json_array_append_new(arr, json_pack("{s:i, s:I, s:s}", "index", i, "seed",
-                                             (json_int_t)(j->seed & 0x7fffffffffffffffull),
+                                             (json_int_t)j->seed,
                                              "png_base64", b64));
         free(b64);
     }
@@ -112,7 +112,7 @@ static int build_generated(job *j, sc_error *err)
                       "seconds", j->seconds);
     } else {
         o = json_pack("{s:s, s:o, s:I, s:f, s:f}", "id", j->id, "samples", outputs_tensor(j),
-                      "seed", (json_int_t)(j->seed & 0x7fffffffffffffffull), "nfe", mean_nfe(j),
+                      "seed", (json_int_t)j->seed, "nfe", mean_nfe(j),
                       "seconds", j->seconds);
     }
     int rc = set_json_body(j, o, err);

@@ -85,6 +85,7 @@ void sched_cancel(srv *s, job *j)
 {
     if (job_is_final(j)) return;
     j->cancel_requested = 1;
+    j->t_finished = srv_now(); /* when it was cancelled; the loop sets the time it stopped */
     if (j->status == JOB_QUEUED) {
         sc_fail(&j->error, SC_ERR_CANCELLED, "cancelled while queued");
         finish_locked(s, j, JOB_CANCELLED);
@@ -158,6 +159,34 @@ static int admit(srv *s, srv_model *sm, job **changed, int cap)
     return n;
 }
 
+/* The current estimates of all the job's items as one PNG (a grid, as the result will be),
+ * base64-encoded; NULL if unavailable.  Finished items show their result. */
+static char *preview_png(const job *j)
+{
+    const sc_model *m = j->sm->model;
+    const int C = m->shape[0], H = m->shape[1], W = m->shape[2], D = j->D;
+    float *img = malloc(sizeof(float) * (size_t)j->n * D);
+    uint8_t *pix = NULL, *png = NULL;
+    size_t png_len = 0;
+    int gw = W, gh = H;
+    char *b64 = NULL;
+    if (!img) return NULL;
+    for (int i = 0; i < j->n; i++) {
+        float *dst = img + (size_t)i * D;
+        if (!j->tasks[i] || task_preview(j->tasks[i], dst) != 0) memcpy(dst, j->outputs + (size_t)i * D, sizeof(float) * D);
+        for (int d = 0; d < D; d++) dst[d] = sc_model_to_unit(m, dst[d]);
+    }
+    int rc = 0;
+    if (j->n > 1) rc = image_grid(img, j->n, C, H, W, 0, 2, &pix, &gw, &gh, NULL);
+    else if ((pix = malloc((size_t)D))) image_float_to_u8(pix, img, W, H, C);
+    else rc = -1;
+    if (!rc && image_write_png_mem(pix, gw, gh, C, &png, &png_len, NULL) == 0) b64 = b64_encode(png, png_len);
+    free(png);
+    free(pix);
+    free(img);
+    return b64;
+}
+
 /* Progress of a job from its tasks [loop]; then [locked] publication. */
 static void update_progress(srv *s, job *j)
 {
@@ -170,22 +199,9 @@ static void update_progress(srv *s, job *j)
         if (tn > nfe) nfe = tn;
     }
     char *b64 = NULL;
-    if (j->preview_every > 0 && step >= 0 && j->tasks[0] &&
-        (step / j->preview_every) > (j->preview_step / j->preview_every) && sc_model_is_image(j->sm->model)) {
-        float *img = malloc(sizeof(float) * j->D);
-        uint8_t *pix = malloc((size_t)j->D), *png = NULL;
-        size_t png_len = 0;
-        const sc_model *m = j->sm->model;
-        if (img && pix && task_preview(j->tasks[0], img) == 0) {
-            for (int d = 0; d < j->D; d++) img[d] = sc_model_to_unit(m, img[d]);
-            image_float_to_u8(pix, img, m->shape[2], m->shape[1], m->shape[0]);
-            if (image_write_png_mem(pix, m->shape[2], m->shape[1], m->shape[0], &png, &png_len, NULL) == 0)
-                b64 = b64_encode(png, png_len);
-        }
-        free(png);
-        free(img);
-        free(pix);
-    }
+    if (j->preview_every > 0 && step >= 0 && (step / j->preview_every) > (j->preview_step / j->preview_every) &&
+        sc_model_is_image(j->sm->model))
+        b64 = preview_png(j);
     pthread_mutex_lock(&s->lock);
     if (step >= 0) j->step = step;
     j->steps = steps;
@@ -230,6 +246,15 @@ static void work_cb(uv_work_t *w)
         int len = end - off < max ? end - off : max;
         sm->chunk_rc[c] = m->ops->eval(m, sm->batch + off, len, sm->scratch[c], &sm->chunk_err[c]);
     }
+    /* The sampler's own step for this chunk's tasks runs here too, so it is spread over the
+     * pool threads instead of queueing on the loop thread.  Each task is in exactly one
+     * chunk and nothing else touches it while the batch is in flight. */
+    for (int e = sm->chunk_entry[c]; e < sm->chunk_entry[c] + sm->chunk_entries[c]; e++) {
+        sched_entry *en = &sm->entries[e];
+        en->rc = sm->chunk_rc[c] ? sm->chunk_rc[c]
+                                 : task_advance(sm->batch_jobs[en->job]->tasks[en->task], &en->err);
+        if (sm->chunk_rc[c]) en->err = sm->chunk_err[c];
+    }
 }
 
 static void after_cb(uv_work_t *w, int status)
@@ -239,46 +264,35 @@ static void after_cb(uv_work_t *w, int status)
     const int c = (int)(w - sm->work);
     if (status != 0) sm->chunk_rc[c] = sc_fail(&sm->chunk_err[c], SC_ERR_CANCELLED, "evaluation cancelled");
     if (--sm->in_flight > 0) return; /* other chunks still running */
-    int eval_rc = 0;
-    sc_error eval_err = {0};
-    for (int k = 0; k < SRV_MAX_EVAL_THREADS && !eval_rc; k++)
-        if (sm->chunk_len[k] && sm->chunk_rc[k]) {
-            eval_rc = sm->chunk_rc[k];
-            eval_err = sm->chunk_err[k];
-        }
     metrics_batch(s->metrics, sm->batch_n, srv_now() - sm->batch_t0, sm->batch_n);
+    int e = 0;
     for (int b = 0; b < sm->batch_njobs; b++) {
         job *j = sm->batch_jobs[b];
         j->in_batch = 0;
         int failed = 0;
-        sc_error e = {0};
-        if (eval_rc) {
-            e = eval_err;
-            failed = 1;
-        }
-        for (int i = 0; i < j->n && !failed; i++) {
-            if (j->task_done[i] != TASK_IN_BATCH) continue;
+        sc_error err = {0};
+        for (; e < sm->n_entries && sm->entries[e].job == b; e++) {
+            const sched_entry *en = &sm->entries[e];
+            const int i = en->task;
             j->task_done[i] = TASK_PENDING;
-            if (j->cancel_requested) continue;
-            int rc = task_advance(j->tasks[i], &e);
-            if (rc < 0) {
-                char msg[sizeof e.msg];
-                snprintf(msg, sizeof msg, "item %d: %.480s", i, e.msg);
-                memcpy(e.msg, msg, sizeof msg);
+            if (failed || j->cancel_requested) continue;
+            if (en->rc < 0) {
+                snprintf(err.msg, sizeof err.msg, "item %d: %.480s", i, en->err.msg);
+                err.code = en->rc;
                 failed = 1;
-            } else if (rc == TASK_DONE) {
+            } else if (en->rc == TASK_DONE) {
                 collect_result(j, i);
                 j->task_done[i] = TASK_FINISHED;
                 j->remaining--;
             }
         }
         if (failed) {
-            fail_job(s, j, &e);
+            fail_job(s, j, &err);
         } else if (!j->cancel_requested) {
             update_progress(s, j);
             if (j->remaining == 0) {
                 j->seconds = srv_now() - j->t_started;
-                if (results_build(s, j, &e)) fail_job(s, j, &e);
+                if (results_build(s, j, &err)) fail_job(s, j, &err);
                 else {
                     pthread_mutex_lock(&s->lock);
                     finish_locked(s, j, JOB_DONE);
@@ -291,6 +305,7 @@ static void after_cb(uv_work_t *w, int status)
         job_unref(j); /* the batch's reference */
         pthread_mutex_unlock(&s->lock);
     }
+    sm->n_entries = 0;
     sm->batch_njobs = 0;
     kick(s, sm);
 }
@@ -333,6 +348,7 @@ static void kick(srv *s, srv_model *sm)
      * have (the pool thread evaluates them in chunks); later jobs while they fit. */
     sm->batch_n = 0;
     sm->batch_njobs = 0;
+    sm->n_entries = 0;
     pthread_mutex_lock(&s->lock);
     for (job *j = sm->running; j; j = j->next_queued) {
         if (j->cancel_requested || job_is_final(j)) continue;
@@ -351,6 +367,16 @@ static void kick(srv *s, srv_model *sm)
         for (int i = 0; i < j->n; i++) {
             sc_task *t = j->tasks[i];
             if (j->task_done[i] != TASK_PENDING || !t || t->n_queries == 0) continue;
+            if (sm->n_entries == sm->cap_entries) {
+                int cap = sm->cap_entries ? 2 * sm->cap_entries : 64;
+                sched_entry *ne = realloc(sm->entries, sizeof *ne * (size_t)cap);
+                SC_ASSERT(ne); /* a few KB; running out here leaves nothing sensible to do */
+                sm->entries = ne;
+                sm->cap_entries = cap;
+            }
+            sm->entries[sm->n_entries++] = (sched_entry){.job = sm->batch_njobs, .task = i,
+                                                         .q_begin = sm->batch_n,
+                                                         .q_end = sm->batch_n + t->n_queries};
             memcpy(sm->batch + sm->batch_n, t->queries, sizeof(score_query) * t->n_queries);
             sm->batch_n += t->n_queries;
             j->task_done[i] = TASK_IN_BATCH;
@@ -372,18 +398,25 @@ static void kick(srv *s, srv_model *sm)
     if (sm->batch_n == 0) return;
     /* Chunks for the pool threads: queries are independent, so how the batch is split
      * changes no result, only how many cores work on it. */
-    int chunks = s->cfg.eval_threads < sm->batch_n ? s->cfg.eval_threads : sm->batch_n;
+    int chunks = s->cfg.eval_threads < sm->n_entries ? s->cfg.eval_threads : sm->n_entries;
     memset(sm->chunk_len, 0, sizeof sm->chunk_len);
     sm->batch_t0 = srv_now();
-    sm->in_flight = chunks;
-    for (int c = 0, off = 0; c < chunks; c++) {
-        int len = sm->batch_n / chunks + (c < sm->batch_n % chunks);
-        sm->chunk_off[c] = off;
-        sm->chunk_len[c] = len;
-        off += len;
+    /* chunks end on task boundaries, each with about batch_n / chunks queries */
+    int e = 0, used = 0;
+    for (int c = 0; c < chunks; c++) {
+        const int target = (int)((long)sm->batch_n * (c + 1) / chunks);
+        sm->chunk_entry[c] = e;
+        sm->chunk_off[c] = sm->entries[e].q_begin;
+        int left = chunks - c - 1; /* keep at least one task for each later chunk */
+        while (e < sm->n_entries - left && (e == sm->chunk_entry[c] || sm->entries[e].q_end <= target)) e++;
+        if (c == chunks - 1) e = sm->n_entries;
+        sm->chunk_entries[c] = e - sm->chunk_entry[c];
+        sm->chunk_len[c] = sm->entries[e - 1].q_end - sm->chunk_off[c];
+        used++;
         sm->work[c].data = sm;
     }
-    for (int c = 0; c < chunks; c++) uv_queue_work(s->loop, &sm->work[c], work_cb, after_cb);
+    sm->in_flight = used;
+    for (int c = 0; c < used; c++) uv_queue_work(s->loop, &sm->work[c], work_cb, after_cb);
 }
 
 void sched_kick_all(srv *s)

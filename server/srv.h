@@ -24,6 +24,7 @@
 #include "sampler.h"
 
 #define SRV_MAX_EVAL_THREADS 16
+#define SRV_SEED_MAX ((1ull << 53) - 1) /* seeds stay exact as JSON numbers (JavaScript too) */
 
 typedef struct srv_config {
     char models_dir[1024];
@@ -67,6 +68,7 @@ typedef struct sse_listener {
     struct MHD_Connection *conn;
     int suspended;                     /* waiting for news                        [locked] */
     long sent_progress, sent_preview;  /* sequence numbers already streamed       [locked] */
+    double last_progress;              /* when the last progress event went out    [locked] */
     int sent_final;
     char *pending;                     /* formatted, not yet written; owned       [locked] */
     size_t pending_len, pending_off;
@@ -131,6 +133,15 @@ struct job {
     job *retained_next;                /* finished async jobs, oldest first        [locked] */
 };
 
+/* One task's place in the batch in flight: its queries, and the result of advancing it. */
+typedef struct sched_entry {
+    int job;                           /* index into batch_jobs                             */
+    int task;
+    int q_begin, q_end;                /* its queries in the batch                          */
+    int rc;                            /* task_advance's answer, set by the pool thread      */
+    sc_error err;
+} sched_entry;
+
 /* A loaded model and its scheduler. */
 struct srv_model {
     char id[128];
@@ -144,7 +155,8 @@ struct srv_model {
     /* the batch in flight [loop]: split into chunks, one per pool thread */
     int in_flight;                     /* chunks still being evaluated                     */
     uv_work_t work[SRV_MAX_EVAL_THREADS];
-    int chunk_off[SRV_MAX_EVAL_THREADS], chunk_len[SRV_MAX_EVAL_THREADS];
+    int chunk_off[SRV_MAX_EVAL_THREADS], chunk_len[SRV_MAX_EVAL_THREADS];   /* queries  */
+    int chunk_entry[SRV_MAX_EVAL_THREADS], chunk_entries[SRV_MAX_EVAL_THREADS]; /* tasks */
     int chunk_rc[SRV_MAX_EVAL_THREADS];
     sc_error chunk_err[SRV_MAX_EVAL_THREADS];
     void *scratch[SRV_MAX_EVAL_THREADS]; /* one per chunk, sized for max_batch queries     */
@@ -153,6 +165,8 @@ struct srv_model {
     int batch_n, batch_cap;
     job **batch_jobs;                  /* jobs with queries in the batch                   */
     int batch_njobs;
+    sched_entry *entries;              /* (cap_entries) tasks in the batch                  */
+    int n_entries, cap_entries;
     srv_model *next;                   /* registry list                                    */
 };
 
@@ -198,6 +212,7 @@ double srv_now(void);
 #define SRV_ERR_METHOD (-105)        /* 405 */
 #define SRV_ERR_GONE (-106)          /* 410 */
 #define SRV_ERR_CONFLICT (-107)      /* 409 */
+#define SRV_ERR_SHUTTING_DOWN (-108) /* 503 */
 int srv_error_status(int code);
 const char *srv_error_name(int code);
 
