@@ -3,6 +3,8 @@
  * reading inputs (cli_io.c). */
 #include "cli_config.h"
 
+#include "sampler_json.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -36,122 +38,26 @@ int cli_model_load(const char *name_or_path, sc_model **out, sc_error *err)
     const char *s = name_or_path;
     size_t len = strlen(s);
     int is_path = strchr(s, '/') != NULL || (len >= 5 && strcmp(s + len - 5, ".json") == 0) ||
-                  access(s, F_OK) == 0;
+                  (len >= 12 && strcmp(s + len - 12, ".safetensors") == 0) || access(s, F_OK) == 0;
     if (is_path) return sc_model_load(s, out, err);
     if (len == 0) return sc_fail(err, SC_ERR_INVALID, "--model must not be empty");
 
     char dir[PATH_MAX];
     exe_dir(dir, sizeof dir);
-    char candidates[3][PATH_MAX + 300];
+    char candidates[6][PATH_MAX + 300];
     int nc = 0;
-    snprintf(candidates[nc++], sizeof candidates[0], "models/%.255s.json", s);
-    if (dir[0]) {
-        snprintf(candidates[nc++], sizeof candidates[0], "%s/models/%.255s.json", dir, s);
-        snprintf(candidates[nc++], sizeof candidates[0], "%s/../models/%.255s.json", dir, s);
+    static const char *const ext[2] = {"json", "safetensors"};
+    for (int e = 0; e < 2; e++) {
+        snprintf(candidates[nc++], sizeof candidates[0], "models/%.255s.%s", s, ext[e]);
+        if (dir[0]) {
+            snprintf(candidates[nc++], sizeof candidates[0], "%s/models/%.255s.%s", dir, s, ext[e]);
+            snprintf(candidates[nc++], sizeof candidates[0], "%s/../models/%.255s.%s", dir, s, ext[e]);
+        }
     }
     for (int i = 0; i < nc; i++)
         if (access(candidates[i], F_OK) == 0) return sc_model_load(candidates[i], out, err);
     return sc_fail(err, SC_ERR_IO, "model '%.100s' not found (no file %.100s, nor %.150s%s)", s,
                    s, candidates[0], nc > 1 ? " nor next to the scored executable" : "");
-}
-
-/* ---- the model card's default_sampler ---------------------------------------------------- */
-
-/* Reads ds[key] as a name through from_str into *out (an enum as int); *present tells. */
-static int card_name(const sc_model *m, const json_t *ds, const char *key,
-                     int (*from_str)(const char *, int *), int *out, int *present, sc_error *err)
-{
-    const json_t *v = json_object_get(ds, key);
-    *present = v != NULL;
-    if (!v) return 0;
-    const char *str = json_string_value(v);
-    if (!str || from_str(str, out))
-        return sc_fail(err, SC_ERR_FORMAT, "model %s: card default_sampler.%s: unknown value %s%s%s",
-                       m->name, key, str ? "'" : "", str ? str : "(not a string)", str ? "'" : "");
-    return 0;
-}
-
-static int card_number(const sc_model *m, const json_t *ds, const char *key, double lo,
-                       double hi, int integer, double *out, int *present, sc_error *err)
-{
-    const json_t *v = json_object_get(ds, key);
-    *present = v != NULL;
-    if (!v) return 0;
-    double d = json_is_number(v) ? json_number_value(v) : NAN;
-    if (!(d >= lo && d <= hi) || (integer && d != floor(d)))
-        return sc_fail(err, SC_ERR_FORMAT, "model %s: card default_sampler.%s must be %s in [%g, %g]",
-                       m->name, key, integer ? "an integer" : "a number", lo, hi);
-    *out = d;
-    return 0;
-}
-
-static int kind_from_str_i(const char *s, int *out)
-{
-    sampler_kind k;
-    if (sampler_kind_from_str(s, &k)) return SC_ERR_INVALID;
-    *out = (int)k;
-    return 0;
-}
-static int predictor_from_str_i(const char *s, int *out)
-{
-    predictor_kind k;
-    if (predictor_from_str(s, &k)) return SC_ERR_INVALID;
-    *out = (int)k;
-    return 0;
-}
-static int corrector_from_str_i(const char *s, int *out)
-{
-    corrector_kind k;
-    if (corrector_from_str(s, &k)) return SC_ERR_INVALID;
-    *out = (int)k;
-    return 0;
-}
-static int solver_from_str_i(const char *s, int *out)
-{
-    ode_solver k;
-    if (ode_solver_from_str(s, &k)) return SC_ERR_INVALID;
-    *out = (int)k;
-    return 0;
-}
-
-/* The card's settings, each with a present flag. */
-typedef struct card_sampler {
-    int has_kind, has_predictor, has_corrector, has_snr, has_corrector_steps, has_steps;
-    int has_solver, has_rtol, has_atol;
-    int kind, predictor, corrector, solver;
-    double snr, corrector_steps, steps, rtol, atol;
-} card_sampler;
-
-static int card_sampler_read(const sc_model *m, card_sampler *c, sc_error *err)
-{
-    memset(c, 0, sizeof *c);
-    json_error_t jerr;
-    json_t *card = json_loads(m->card_json ? m->card_json : "{}", 0, &jerr);
-    if (!card)
-        return sc_fail(err, SC_ERR_FORMAT, "model %s: the model card is not valid JSON", m->name);
-    const json_t *ds = json_object_get(card, "default_sampler");
-    int rc = 0;
-    if (ds && !json_is_object(ds)) {
-        rc = sc_fail(err, SC_ERR_FORMAT, "model %s: card default_sampler must be an object",
-                     m->name);
-    } else if (ds) {
-        (void)((rc = card_name(m, ds, "kind", kind_from_str_i, &c->kind, &c->has_kind, err)) ||
-               (rc = card_name(m, ds, "predictor", predictor_from_str_i, &c->predictor,
-                               &c->has_predictor, err)) ||
-               (rc = card_name(m, ds, "corrector", corrector_from_str_i, &c->corrector,
-                               &c->has_corrector, err)) ||
-               (rc = card_name(m, ds, "solver", solver_from_str_i, &c->solver, &c->has_solver,
-                               err)) ||
-               (rc = card_number(m, ds, "snr", 0, 10, 0, &c->snr, &c->has_snr, err)) ||
-               (rc = card_number(m, ds, "corrector_steps", 1, SAMPLER_MAX_CORRECTOR_STEPS, 1,
-                                 &c->corrector_steps, &c->has_corrector_steps, err)) ||
-               (rc = card_number(m, ds, "steps", 1, SAMPLER_MAX_STEPS, 1, &c->steps,
-                                 &c->has_steps, err)) ||
-               (rc = card_number(m, ds, "rtol", 1e-12, 1, 0, &c->rtol, &c->has_rtol, err)) ||
-               (rc = card_number(m, ds, "atol", 1e-12, 1, 0, &c->atol, &c->has_atol, err)));
-    }
-    json_decref(card);
-    return rc;
 }
 
 /* Puts "what: " before err's message when rc reports a failure; returns rc. */
@@ -170,31 +76,16 @@ static int prefixed(int rc, const char *what, sc_error *err)
 int cli_sampler_config(const sc_model *m, const cli_args *a, cli_sampler_use use,
                        sampler_config *cfg, sc_error *err)
 {
-    card_sampler card;
-    int rc = card_sampler_read(m, &card, err);
-    if (rc) return rc;
-
-    sampler_config_default(cfg, m);
+    /* The model's default (the reference defaults, then its card's default_sampler when the
+     * card names the kind used), then the command line's values. */
+    int want = -1;
     switch (use) {
-    case CLI_SAMPLER_PC_ONLY: cfg->kind = SAMPLER_PC; break;
-    case CLI_SAMPLER_DECODE: cfg->kind = SAMPLER_ODE; break;
-    case CLI_SAMPLER_ANY:
-        if (a->seen[CLI_OPT_SAMPLER]) cfg->kind = a->kind;
-        else if (card.has_kind) cfg->kind = (sampler_kind)card.kind;
-        break;
+    case CLI_SAMPLER_PC_ONLY: want = SAMPLER_PC; break;
+    case CLI_SAMPLER_DECODE: want = SAMPLER_ODE; break;
+    case CLI_SAMPLER_ANY: want = a->seen[CLI_OPT_SAMPLER] ? (int)a->kind : -1; break;
     }
-
-    /* The card's values, then the command line's.  "steps" means grid points for pc and
-     * steps for euler/heun, so the card's applies only to the kind the card names. */
-    if (card.has_predictor) cfg->predictor = (predictor_kind)card.predictor;
-    if (card.has_corrector) cfg->corrector = (corrector_kind)card.corrector;
-    if (card.has_snr) cfg->snr = card.snr;
-    if (card.has_corrector_steps) cfg->corrector_steps = (int)card.corrector_steps;
-    if (card.has_solver) cfg->solver = (ode_solver)card.solver;
-    if (card.has_rtol) cfg->rtol = card.rtol;
-    if (card.has_atol) cfg->atol = card.atol;
-    if (card.has_steps && (!card.has_kind || (sampler_kind)card.kind == cfg->kind))
-        cfg->steps = (int)card.steps;
+    int rc = sampler_config_model_default(cfg, m, want, err);
+    if (rc) return rc;
 
     if (a->seen[CLI_OPT_PREDICTOR]) cfg->predictor = a->predictor;
     if (a->seen[CLI_OPT_CORRECTOR]) cfg->corrector = a->corrector;

@@ -100,6 +100,18 @@ static int set_json_body(job *j, json_t *o, sc_error *err)
     return set_body(j, (unsigned char *)text, strlen(text), "application/json");
 }
 
+/* outputs (n, *shape) as the .npy body */
+static int set_npy_body(job *j, sc_error *err)
+{
+    const sc_model *m = j->sm->model;
+    int64_t shape[4] = {j->n};
+    for (int i = 0; i < m->ndim; i++) shape[i + 1] = m->shape[i];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = npy_write_f32_mem(j->outputs, m->ndim + 1, shape, &buf, &len, err);
+    return rc ? rc : set_body(j, buf, len, "application/x-npy");
+}
+
 /* samples, inpaint, colorize, decode */
 static int build_generated(job *j, sc_error *err)
 {
@@ -118,14 +130,7 @@ static int build_generated(job *j, sc_error *err)
     int rc = set_json_body(j, o, err);
     json_decref(o);
     if (rc) return rc;
-    if (j->want_npy) {
-        int64_t shape[4] = {j->n};
-        for (int i = 0; i < m->ndim; i++) shape[i + 1] = m->shape[i];
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if ((rc = npy_write_f32_mem(j->outputs, m->ndim + 1, shape, &buf, &len, err))) return rc;
-        return set_body(j, buf, len, "application/x-npy");
-    }
+    if (j->want_npy) return set_npy_body(j, err);
     if (j->want_png && sc_model_is_image(m)) {
         uint8_t *png = NULL;
         size_t len = 0;
@@ -176,13 +181,7 @@ static int build_encoded(job *j, sc_error *err)
     int rc = set_json_body(j, o, err);
     json_decref(o);
     if (rc || !j->want_npy) return rc;
-    const sc_model *m = j->sm->model;
-    int64_t shape[4] = {j->n};
-    for (int i = 0; i < m->ndim; i++) shape[i + 1] = m->shape[i];
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if ((rc = npy_write_f32_mem(j->outputs, m->ndim + 1, shape, &buf, &len, err))) return rc;
-    return set_body(j, buf, len, "application/x-npy");
+    return set_npy_body(j, err);
 }
 
 int results_build(srv *s, job *j, sc_error *err)
