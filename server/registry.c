@@ -10,6 +10,19 @@
 #include "sampler_json.h"
 #include "srv.h"
 
+static void model_destroy(srv_model *sm)
+{
+    sc_model_free(sm->model);
+    for (int w = 0; w < SRV_MAX_EVAL_THREADS; w++) {
+        sched_batch *b = &sm->batches[w];
+        free(b->q);
+        free(b->jobs);
+        free(b->entries);
+        free(b->scratch);
+    }
+    free(sm);
+}
+
 static srv_model *model_new(srv *s, const char *id, sc_model *m)
 {
     srv_model *sm = calloc(1, sizeof *sm);
@@ -18,30 +31,24 @@ static srv_model *model_new(srv *s, const char *id, sc_model *m)
     sm->model = m;
     sm->server = s;
     sm->refs = 1;
-    sm->batch_cap = s->cfg.max_batch;
-    sm->batch = calloc((size_t)sm->batch_cap, sizeof *sm->batch);
-    sm->batch_jobs = calloc((size_t)sm->batch_cap, sizeof *sm->batch_jobs);
-    int ok = sm->batch && sm->batch_jobs;
-    for (int w = 0; w < s->cfg.eval_threads && ok; w++)
-        ok = (sm->scratch[w] = sc_model_scratch_alloc(m, s->cfg.max_batch)) != NULL;
+    sm->n_batches = s->cfg.eval_threads;
+    int ok = 1;
+    for (int w = 0; w < sm->n_batches && ok; w++) {
+        sched_batch *b = &sm->batches[w];
+        b->sm = sm;
+        b->cap_q = b->cap_jobs = b->cap_entries = s->cfg.max_batch;
+        b->q = calloc((size_t)b->cap_q, sizeof *b->q);
+        b->jobs = calloc((size_t)b->cap_jobs, sizeof *b->jobs);
+        b->entries = calloc((size_t)b->cap_entries, sizeof *b->entries);
+        b->scratch = sc_model_scratch_alloc(m, s->cfg.max_batch);
+        ok = b->q && b->jobs && b->entries && b->scratch;
+    }
     if (!ok) {
-        free(sm->batch);
-        free(sm->batch_jobs);
-        for (int w = 0; w < SRV_MAX_EVAL_THREADS; w++) free(sm->scratch[w]);
-        free(sm);
+        sm->model = NULL;
+        model_destroy(sm);
         return NULL;
     }
     return sm;
-}
-
-static void model_destroy(srv_model *sm)
-{
-    sc_model_free(sm->model);
-    free(sm->batch);
-    free(sm->batch_jobs);
-    free(sm->entries);
-    for (int w = 0; w < SRV_MAX_EVAL_THREADS; w++) free(sm->scratch[w]);
-    free(sm);
 }
 
 void srv_model_unref(srv_model *sm)

@@ -1,8 +1,8 @@
 /* Continuous batching.  Each model's scheduler runs on the loop thread: it admits queued
- * jobs, gathers the pending score queries of all its running jobs (whatever their sampler,
- * step count or conditioning) into one batch of at most max_batch queries, has a pool thread
- * evaluate it, then advances every task that was answered.  Jobs join and leave between
- * iterations.  A task's result never depends on its batch-mates (engine design), so a job's
+ * jobs, gathers the pending score queries of its running jobs (whatever their sampler, step
+ * count or conditioning) into batches of at most max_batch queries, one per free pool
+ * thread, and once a batch is evaluated (its tasks advanced on the same pool thread) it
+ * publishes the progress and results.  Jobs join and leave between iterations.  A task's result never depends on its batch-mates (engine design), so a job's
  * output is bit-identical to running it alone. */
 #include <math.h>
 #include <poll.h>
@@ -234,45 +234,43 @@ static void collect_result(job *j, int i)
 
 static void kick(srv *s, srv_model *sm);
 
-/* One chunk of the batch on a pool thread, in slices of at most max_batch queries. */
+/* A batch on a pool thread: evaluate its queries (in slices of at most max_batch), then take
+ * each answered task's next step here too, so the samplers' own work is spread over the pool
+ * threads.  Nothing else touches these tasks while the batch is in flight. */
 static void work_cb(uv_work_t *w)
 {
-    srv_model *sm = w->data;
-    const int c = (int)(w - sm->work);
-    const sc_model *m = sm->model;
-    const int max = sm->server->cfg.max_batch, end = sm->chunk_off[c] + sm->chunk_len[c];
-    sm->chunk_rc[c] = 0;
-    for (int off = sm->chunk_off[c]; off < end && sm->chunk_rc[c] == 0; off += max) {
-        int len = end - off < max ? end - off : max;
-        sm->chunk_rc[c] = m->ops->eval(m, sm->batch + off, len, sm->scratch[c], &sm->chunk_err[c]);
+    sched_batch *b = w->data;
+    const sc_model *m = b->sm->model;
+    const int max = b->sm->server->cfg.max_batch;
+    b->rc = 0;
+    for (int off = 0; off < b->nq && b->rc == 0; off += max) {
+        int len = b->nq - off < max ? b->nq - off : max;
+        b->rc = m->ops->eval(m, b->q + off, len, b->scratch, &b->err);
     }
-    /* The sampler's own step for this chunk's tasks runs here too, so it is spread over the
-     * pool threads instead of queueing on the loop thread.  Each task is in exactly one
-     * chunk and nothing else touches it while the batch is in flight. */
-    for (int e = sm->chunk_entry[c]; e < sm->chunk_entry[c] + sm->chunk_entries[c]; e++) {
-        sched_entry *en = &sm->entries[e];
-        en->rc = sm->chunk_rc[c] ? sm->chunk_rc[c]
-                                 : task_advance(sm->batch_jobs[en->job]->tasks[en->task], &en->err);
-        if (sm->chunk_rc[c]) en->err = sm->chunk_err[c];
+    for (int e = 0; e < b->n_entries; e++) {
+        sched_entry *en = &b->entries[e];
+        en->rc = b->rc ? b->rc : task_advance(b->jobs[en->job]->tasks[en->task], &en->err);
+        if (b->rc) en->err = b->err;
     }
 }
 
 static void after_cb(uv_work_t *w, int status)
 {
-    srv_model *sm = w->data;
+    sched_batch *b = w->data;
+    srv_model *sm = b->sm;
     srv *s = sm->server;
-    const int c = (int)(w - sm->work);
-    if (status != 0) sm->chunk_rc[c] = sc_fail(&sm->chunk_err[c], SC_ERR_CANCELLED, "evaluation cancelled");
-    if (--sm->in_flight > 0) return; /* other chunks still running */
-    metrics_batch(s->metrics, sm->batch_n, srv_now() - sm->batch_t0, sm->batch_n);
+    if (status != 0)
+        for (int e = 0; e < b->n_entries; e++)
+            b->entries[e].rc = sc_fail(&b->entries[e].err, SC_ERR_CANCELLED, "evaluation cancelled");
+    metrics_batch(s->metrics, b->nq, srv_now() - b->t0, b->nq);
     int e = 0;
-    for (int b = 0; b < sm->batch_njobs; b++) {
-        job *j = sm->batch_jobs[b];
-        j->in_batch = 0;
+    for (int k = 0; k < b->njobs; k++) {
+        job *j = b->jobs[k];
+        j->in_batch--;
         int failed = 0;
         sc_error err = {0};
-        for (; e < sm->n_entries && sm->entries[e].job == b; e++) {
-            const sched_entry *en = &sm->entries[e];
+        for (; e < b->n_entries && b->entries[e].job == k; e++) {
+            const sched_entry *en = &b->entries[e];
             const int i = en->task;
             j->task_done[i] = TASK_PENDING;
             if (failed || j->cancel_requested) continue;
@@ -289,7 +287,7 @@ static void after_cb(uv_work_t *w, int status)
         if (failed) {
             fail_job(s, j, &err);
         } else if (!j->cancel_requested) {
-            update_progress(s, j);
+            if (!j->in_batch) update_progress(s, j); /* once all its batches are back */
             if (j->remaining == 0) {
                 j->seconds = srv_now() - j->t_started;
                 if (results_build(s, j, &err)) fail_job(s, j, &err);
@@ -305,8 +303,9 @@ static void after_cb(uv_work_t *w, int status)
         job_unref(j); /* the batch's reference */
         pthread_mutex_unlock(&s->lock);
     }
-    sm->n_entries = 0;
-    sm->batch_njobs = 0;
+    b->njobs = b->n_entries = b->nq = 0;
+    b->busy = 0;
+    sm->in_flight--;
     kick(s, sm);
 }
 
@@ -330,7 +329,6 @@ static void start_job(srv *s, job *j)
 
 static void kick(srv *s, srv_model *sm)
 {
-    if (sm->in_flight) return;
     job *changed[256];
     int nc;
     while ((nc = admit(s, sm, changed, 256)) > 0) {
@@ -344,79 +342,80 @@ static void kick(srv *s, srv_model *sm)
         }
         if (nc < 256) break;
     }
-    /* Gather queries.  The first running job always gets in, however many queries its tasks
-     * have (the pool thread evaluates them in chunks); later jobs while they fit. */
-    sm->batch_n = 0;
-    sm->batch_njobs = 0;
-    sm->n_entries = 0;
-    pthread_mutex_lock(&s->lock);
-    for (job *j = sm->running; j; j = j->next_queued) {
-        if (j->cancel_requested || job_is_final(j)) continue;
-        int need = 0;
-        for (int i = 0; i < j->n; i++)
-            if (j->task_done[i] == TASK_PENDING && j->tasks[i]) need += j->tasks[i]->n_queries;
-        if (need == 0) continue;
-        if (sm->batch_n + need > sm->batch_cap) {
-            if (sm->batch_n > 0) break;
-            score_query *nb = realloc(sm->batch, sizeof *nb * (size_t)need);
-            if (!nb) break;
-            sm->batch = nb;
-            sm->batch_cap = need;
+    /* Fill the free batches with about an equal share of the pending queries each (at most
+     * max_batch; a single task with more queries still goes in whole: its batch is evaluated
+     * in slices).  A job's tasks may spread over the batches of one round, but a job goes out
+     * again only when all of its batches are back, so its items stay in step (progress and
+     * previews are per step). */
+    sm->round++;
+    for (int slot = 0; slot < sm->n_batches; slot++) {
+        sched_batch *b = &sm->batches[slot];
+        if (b->busy) continue;
+        pthread_mutex_lock(&s->lock);
+        int pending = 0, free_slots = 0;
+        for (int k = 0; k < sm->n_batches; k++) free_slots += !sm->batches[k].busy;
+        for (job *j = sm->running; j; j = j->next_queued) {
+            if (j->cancel_requested || job_is_final(j) || (j->in_batch && j->batch_round != sm->round)) continue;
+            for (int i = 0; i < j->n; i++)
+                if (j->task_done[i] == TASK_PENDING && j->tasks[i]) pending += j->tasks[i]->n_queries;
         }
-        if (sm->batch_njobs == sm->server->cfg.max_batch) break;
-        for (int i = 0; i < j->n; i++) {
-            sc_task *t = j->tasks[i];
-            if (j->task_done[i] != TASK_PENDING || !t || t->n_queries == 0) continue;
-            if (sm->n_entries == sm->cap_entries) {
-                int cap = sm->cap_entries ? 2 * sm->cap_entries : 64;
-                sched_entry *ne = realloc(sm->entries, sizeof *ne * (size_t)cap);
-                SC_ASSERT(ne); /* a few KB; running out here leaves nothing sensible to do */
-                sm->entries = ne;
-                sm->cap_entries = cap;
+        int target = (pending + free_slots - 1) / (free_slots ? free_slots : 1);
+        if (target > s->cfg.max_batch) target = s->cfg.max_batch;
+        for (job *j = sm->running; j && pending && b->nq < target; j = j->next_queued) {
+            if (j->cancel_requested || job_is_final(j) || (j->in_batch && j->batch_round != sm->round)) continue;
+            int taken = 0; /* tasks of j in this batch; a job may spread over several batches */
+            for (int i = 0; i < j->n && b->nq < target; i++) {
+                sc_task *t = j->tasks[i];
+                if (j->task_done[i] != TASK_PENDING || !t || t->n_queries == 0) continue;
+                if (b->nq > 0 && b->nq + t->n_queries > target) break;
+                if (!taken && b->njobs == b->cap_jobs) {
+                    job **nj = realloc(b->jobs, sizeof *nj * (size_t)(2 * b->cap_jobs));
+                    if (!nj) break;
+                    b->jobs = nj;
+                    b->cap_jobs *= 2;
+                }
+                if (b->nq + t->n_queries > b->cap_q) {
+                    score_query *nq = realloc(b->q, sizeof *nq * (size_t)(b->nq + t->n_queries));
+                    if (!nq) break;
+                    b->q = nq;
+                    b->cap_q = b->nq + t->n_queries;
+                }
+                if (b->n_entries == b->cap_entries) {
+                    sched_entry *ne = realloc(b->entries, sizeof *ne * (size_t)(2 * b->cap_entries));
+                    if (!ne) break;
+                    b->entries = ne;
+                    b->cap_entries *= 2;
+                }
+                b->entries[b->n_entries++] = (sched_entry){.job = b->njobs, .task = i};
+                memcpy(b->q + b->nq, t->queries, sizeof(score_query) * t->n_queries);
+                b->nq += t->n_queries;
+                j->task_done[i] = TASK_IN_BATCH;
+                taken++;
             }
-            sm->entries[sm->n_entries++] = (sched_entry){.job = sm->batch_njobs, .task = i,
-                                                         .q_begin = sm->batch_n,
-                                                         .q_end = sm->batch_n + t->n_queries};
-            memcpy(sm->batch + sm->batch_n, t->queries, sizeof(score_query) * t->n_queries);
-            sm->batch_n += t->n_queries;
-            j->task_done[i] = TASK_IN_BATCH;
+            if (taken) {
+                j->in_batch++;
+                j->batch_round = sm->round;
+                job_ref(j);
+                b->jobs[b->njobs++] = j;
+            }
         }
-        j->in_batch = 1;
-        job_ref(j);
-        sm->batch_jobs[sm->batch_njobs++] = j;
+        /* round robin: the first running job goes to the back, so no job waits forever */
+        if (sm->running && sm->running->next_queued) {
+            job *first = sm->running;
+            sm->running = first->next_queued;
+            job **pp = &sm->running;
+            while (*pp) pp = &(*pp)->next_queued;
+            *pp = first;
+            first->next_queued = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (b->nq == 0) break;
+        b->busy = 1;
+        b->t0 = srv_now();
+        b->work.data = b;
+        sm->in_flight++;
+        uv_queue_work(s->loop, &b->work, work_cb, after_cb);
     }
-    /* round robin: the first running job goes to the back, so no job waits forever */
-    if (sm->running && sm->running->next_queued) {
-        job *first = sm->running;
-        sm->running = first->next_queued;
-        job **pp = &sm->running;
-        while (*pp) pp = &(*pp)->next_queued;
-        *pp = first;
-        first->next_queued = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (sm->batch_n == 0) return;
-    /* Chunks for the pool threads: queries are independent, so how the batch is split
-     * changes no result, only how many cores work on it. */
-    int chunks = s->cfg.eval_threads < sm->n_entries ? s->cfg.eval_threads : sm->n_entries;
-    memset(sm->chunk_len, 0, sizeof sm->chunk_len);
-    sm->batch_t0 = srv_now();
-    /* chunks end on task boundaries, each with about batch_n / chunks queries */
-    int e = 0, used = 0;
-    for (int c = 0; c < chunks; c++) {
-        const int target = (int)((long)sm->batch_n * (c + 1) / chunks);
-        sm->chunk_entry[c] = e;
-        sm->chunk_off[c] = sm->entries[e].q_begin;
-        int left = chunks - c - 1; /* keep at least one task for each later chunk */
-        while (e < sm->n_entries - left && (e == sm->chunk_entry[c] || sm->entries[e].q_end <= target)) e++;
-        if (c == chunks - 1) e = sm->n_entries;
-        sm->chunk_entries[c] = e - sm->chunk_entry[c];
-        sm->chunk_len[c] = sm->entries[e - 1].q_end - sm->chunk_off[c];
-        used++;
-        sm->work[c].data = sm;
-    }
-    sm->in_flight = used;
-    for (int c = 0; c < used; c++) uv_queue_work(s->loop, &sm->work[c], work_cb, after_cb);
 }
 
 void sched_kick_all(srv *s)

@@ -298,9 +298,9 @@ int cli_serve_main(int argc, char **argv)
         free(s);
         return 1;
     }
-    /* One batch per model is in flight at a time, split into eval_threads chunks that run on
-     * the libuv pool; OpenBLAS runs single-threaded inside each chunk, so the cores are used
-     * once, not eval_threads x BLAS-threads times over (README, Threads). */
+    /* Up to eval_threads batches per model are in flight at once on the libuv pool, one per
+     * thread; OpenBLAS runs single-threaded inside each, so the cores are used once, not
+     * eval_threads x BLAS-threads times over (README, Threads). */
     openblas_set_num_threads(1);
     char pool[16];
     snprintf(pool, sizeof pool, "%d", s->cfg.eval_threads + 2);

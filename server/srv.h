@@ -103,7 +103,8 @@ struct job {
     sc_task **tasks;                   /* (n) owned                                        */
     unsigned char *task_done;          /* (n)                                              */
     int remaining;
-    int in_batch;                      /* queries of this job are being evaluated          */
+    int in_batch;                      /* batches in flight holding some of its tasks      */
+    unsigned batch_round;              /* the scheduler round that sent them               */
     float *outputs;                    /* (n, D) samples / latents                          */
     likelihood_result *lik;            /* (n)                                              */
     job *next_queued;                  /* model's FIFO / running list              [locked] */
@@ -133,14 +134,30 @@ struct job {
     job *retained_next;                /* finished async jobs, oldest first        [locked] */
 };
 
-/* One task's place in the batch in flight: its queries, and the result of advancing it. */
+/* One task's place in a batch: its queries, and the result of advancing it. */
 typedef struct sched_entry {
-    int job;                           /* index into batch_jobs                             */
+    int job;                           /* index into the batch's jobs                       */
     int task;
-    int q_begin, q_end;                /* its queries in the batch                          */
     int rc;                            /* task_advance's answer, set by the pool thread      */
     sc_error err;
 } sched_entry;
+
+/* One batched evaluation in flight on a pool thread [loop; the pool thread while busy]. */
+typedef struct sched_batch {
+    struct srv_model *sm;
+    int busy;
+    uv_work_t work;
+    score_query *q;                    /* (cap_q)                                           */
+    int nq, cap_q;
+    job **jobs;                        /* (cap_jobs) each holds a reference                  */
+    int njobs, cap_jobs;
+    sched_entry *entries;              /* (cap_entries) the tasks answered by this batch      */
+    int n_entries, cap_entries;
+    void *scratch;                     /* the model's eval scratch for max_batch queries      */
+    int rc;
+    sc_error err;
+    double t0;
+} sched_batch;
 
 /* A loaded model and its scheduler. */
 struct srv_model {
@@ -152,21 +169,13 @@ struct srv_model {
     job *queued_head, *queued_tail;    /* FIFO                                     [locked] */
     job *running;                      /* list via next_queued                     [locked] */
     int running_items;                 /*                                          [locked] */
-    /* the batch in flight [loop]: split into chunks, one per pool thread */
-    int in_flight;                     /* chunks still being evaluated                     */
-    uv_work_t work[SRV_MAX_EVAL_THREADS];
-    int chunk_off[SRV_MAX_EVAL_THREADS], chunk_len[SRV_MAX_EVAL_THREADS];   /* queries  */
-    int chunk_entry[SRV_MAX_EVAL_THREADS], chunk_entries[SRV_MAX_EVAL_THREADS]; /* tasks */
-    int chunk_rc[SRV_MAX_EVAL_THREADS];
-    sc_error chunk_err[SRV_MAX_EVAL_THREADS];
-    void *scratch[SRV_MAX_EVAL_THREADS]; /* one per chunk, sized for max_batch queries     */
-    double batch_t0;
-    score_query *batch;                /* (batch_cap)                                      */
-    int batch_n, batch_cap;
-    job **batch_jobs;                  /* jobs with queries in the batch                   */
-    int batch_njobs;
-    sched_entry *entries;              /* (cap_entries) tasks in the batch                  */
-    int n_entries, cap_entries;
+    /* Up to eval_threads batches are in flight at once, each on its own pool thread and
+     * each with its own jobs, so the pool keeps evaluating while the loop thread digests a
+     * finished batch. */
+    sched_batch batches[SRV_MAX_EVAL_THREADS];
+    int n_batches;
+    int in_flight;                     /* busy batches                             [loop]   */
+    unsigned round;                    /* scheduling rounds so far                 [loop]   */
     srv_model *next;                   /* registry list                                    */
 };
 
