@@ -403,9 +403,10 @@ static void sse_compose(sse_listener *l)
     const double now = srv_now();
     if (j->progress_seq > l->sent_progress && (now - l->last_progress >= 0.1 || job_is_final(j))) {
         l->last_progress = now;
-        char data[256];
-        snprintf(data, sizeof data, "{\"step\":%ld,\"steps\":%ld,\"nfe\":%ld,\"status\":\"%s\"}", j->step,
-                 j->steps, j->nfe, job_status_name(j->status));
+        char data[256], steps[32] = "null"; /* planned steps; null while unknown (rk45) */
+        if (j->steps > 0) snprintf(steps, sizeof steps, "%ld", j->steps);
+        snprintf(data, sizeof data, "{\"step\":%ld,\"steps\":%s,\"nfe\":%ld,\"status\":\"%s\"}", j->step,
+                 steps, j->nfe, job_status_name(j->status));
         append(l, "progress", data);
         l->sent_progress = j->progress_seq;
     }

@@ -177,10 +177,10 @@ static json_t *opt_time(double t) { return t > 0 ? json_real(t) : json_null(); }
 
 char *job_to_json(const job *j)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I}, s:o, s:o, s:o}", "id", j->id,
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:o, s:I}, s:o, s:o, s:o}", "id", j->id,
                           "model", j->sm->id, "kind", job_kind_name(j->kind), "status",
                           job_status_name(j->cancel_requested && !job_is_final(j) ? JOB_CANCELLED : j->status), "progress", "step", (json_int_t)j->step,
-                          "steps", (json_int_t)j->steps, "nfe", (json_int_t)j->nfe, "created",
+                          "steps", j->steps > 0 ? json_integer(j->steps) : json_null(), "nfe", (json_int_t)j->nfe, "created",
                           opt_time(j->t_created), "started", opt_time(j->t_started), "finished",
                           opt_time(j->t_finished));
     if (j->status == JOB_QUEUED) json_object_set_new(o, "queue_position", json_integer(j->queue_position));

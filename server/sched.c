@@ -52,6 +52,9 @@ int sched_submit(srv *s, job *j, sc_error *err)
     if (s->queued_count >= s->cfg.queue_limit)
         return sc_fail(err, SRV_ERR_QUEUE_FULL, "the queue is full (%d jobs); retry later", s->queued_count);
     srv_model *sm = j->sm;
+    /* steps planned, known before the job runs (0 = unknown: adaptive rk45) */
+    for (int i = 0; i < j->n; i++)
+        if (j->tasks[i] && j->tasks[i]->steps > j->steps) j->steps = j->tasks[i]->steps;
     j->next_queued = NULL;
     if (sm->queued_tail) sm->queued_tail->next_queued = j;
     else sm->queued_head = j;
@@ -204,7 +207,7 @@ static void update_progress(srv *s, job *j)
         b64 = preview_png(j);
     pthread_mutex_lock(&s->lock);
     if (step >= 0) j->step = step;
-    j->steps = steps;
+    if (steps > j->steps) j->steps = steps;
     if (nfe > j->nfe) j->nfe = nfe;
     j->progress_seq++;
     if (b64) {

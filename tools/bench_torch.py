@@ -11,7 +11,10 @@ by default build/bench/bench_net.json) whose configs differ are refused.  Weight
 by bench_net.c's rule (init_like_c), eval mode, no parameter gradients.  For each network, at
 torch.set_num_threads(1) and (2) and batch 1, 8, 32, 64: the forward under torch.no_grad(), and
 forward + VJP (torch.autograd.grad((out * v).sum(), x)), each the median of 3 timings that
-repeat the call for at least --min-time seconds (default 1); `cpu` is CPU seconds per wall
+repeat the call for at least --min-time seconds (default 1); then, as the server uses two
+cores, --workers (default 2) Python threads at once, each torch 1 thread, their samples/s
+summed ("2x1").  The OpenBLAS inside PyTorch (torch.mm, einsum) is set to the same thread
+count as torch (set_threads).  `cpu` is CPU seconds per wall
 second while timing (under 1 on one thread: the machine was busy); torch.mm 1024^3 is printed
 before each block of rows as a reference for the machine's state.
 
@@ -25,11 +28,13 @@ its SGEMM rate, C/PyTorch), one comparison line per network, and the DDPM++ targ
 """
 
 import argparse
+import ctypes
 import json
 import os
 import resource
 import statistics
 import sys
+import threading
 import time
 
 import torch
@@ -138,6 +143,36 @@ def make_inputs(arch, N, seed=11):
     return x, t, v
 
 
+def _loaded_openblas():
+    """The OpenBLAS this process loaded (Debian's torch does its matmuls -- torch.mm, einsum/bmm
+    in NIN and attention -- through libblas.so.3, which is OpenBLAS here), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_set_num_threads.argtypes = [ctypes.c_int]
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+OPENBLAS = _loaded_openblas()
+
+
+def set_threads(n):
+    """torch.set_num_threads(n), and the same for the OpenBLAS inside torch, which
+    torch.set_num_threads leaves alone (it would otherwise use both cores on "1 thread")."""
+    torch.set_num_threads(n)
+    if OPENBLAS is not None:
+        OPENBLAS.openblas_set_num_threads(n)
+
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -170,6 +205,53 @@ def mm_gflops(min_time, n=1024):
     return 2.0 * n ** 3 / s / 1e9, cpu
 
 
+def net_calls(model, arch, N):
+    """(forward, forward + VJP) closures on a batch of N of their own inputs."""
+    x, t, v = make_inputs(arch, N)
+
+    def fwd():
+        with torch.no_grad():
+            model(x, t)
+
+    def vjp():
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            o = model(xg, t)
+            (g,) = torch.autograd.grad((o * v).sum(), xg)
+        return g
+
+    return fwd, vjp
+
+
+def workers_rate(calls, N, min_time):
+    """Samples/s of len(calls) threads calling at once (the server's one chunk per core):
+    median of 3 trials of >= min_time after a warm-up, each thread's rate summed; and CPU
+    seconds per wall second.  PyTorch releases the GIL inside its kernels."""
+    rates = []
+    c0, w0 = time.process_time(), time.perf_counter()
+    for trial in range(4):
+        deadline = time.perf_counter() + (min_time if trial else 0)
+        res = [None] * len(calls)
+
+        def work(i):
+            t0, k = time.perf_counter(), 0
+            while True:
+                calls[i]()
+                k += 1
+                if time.perf_counter() >= deadline:
+                    break
+            res[i] = k * N / (time.perf_counter() - t0)
+
+        ths = [threading.Thread(target=work, args=(i,)) for i in range(len(calls))]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        if trial:
+            rates.append(sum(res))
+    return statistics.median(rates), (time.process_time() - c0) / (time.perf_counter() - w0)
+
+
 def bench_net(key, arch, args):
     model = nets.build_model({"model": dict(arch)})
     init_like_c(model)
@@ -188,23 +270,11 @@ def bench_net(key, arch, args):
     print(f"   {'thr':>3} {'batch':>5} | {'fwd ms/smp':>10} {'samples/s':>9} {'GFLOP/s':>8} {'cpu':>4} | "
           f"{'VJP ms/smp':>10} {'samples/s':>9} {'GFLOP/s':>8} {'cpu':>4}")
     for thr in args.threads:
-        torch.set_num_threads(thr)
+        set_threads(thr)
         mm, mm_cpu = mm_gflops(args.min_time)
         print(f"   {thr:3d}  torch.mm 1024^3 {mm:.1f} GFLOP/s (cpu {mm_cpu:.2f}), measured before these rows")
         for N in args.batches:
-            x, t, v = make_inputs(arch, N)
-
-            def fwd():
-                with torch.no_grad():
-                    model(x, t)
-
-            def vjp():
-                xg = x.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    o = model(xg, t)
-                    (g,) = torch.autograd.grad((o * v).sum(), xg)
-                return g
-
+            fwd, vjp = net_calls(model, arch, N)
             tf, cf = seconds_per_call(fwd, args.min_time)
             tb, cb = seconds_per_call(vjp, args.min_time)
             gf, gb = fwd_flops * N / tf / 1e9, 3 * fwd_flops * N / tb / 1e9
@@ -213,18 +283,51 @@ def bench_net(key, arch, args):
                                    "fwd_vjp_cpu_per_wall": cb, "torch_mm_1024": mm})
             print(f"   {thr:3d} {N:5d} | {1e3 * tf / N:10.3f} {N / tf:9.1f} {gf:8.2f} {cf:4.2f} | "
                   f"{1e3 * tb / N:10.3f} {N / tb:9.1f} {gb:8.2f} {cb:4.2f}")
+    W = args.workers
+    if W > 1:
+        set_threads(1)
+        for N in args.batches:
+            row = {"threads": 1, "workers": W, "batch": N}
+            for mode, i in (("fwd", 0), ("fwd_vjp", 1)):
+                calls = [net_calls(model, arch, N)[i] for _ in range(W)]
+                sps, cpu = workers_rate(calls, N, args.min_time)
+                row[f"{mode}_s"] = N / sps
+                row[f"{mode}_gflops"] = (1 if i == 0 else 3) * fwd_flops * sps / 1e9
+                row[f"{mode}_cpu_per_wall"] = cpu
+            out["results"].append(row)
+            print(f"   {W}x1 {N:5d} | {1e3 * row['fwd_s'] / N:10.3f} {N / row['fwd_s']:9.1f} "
+                  f"{row['fwd_gflops']:8.2f} {row['fwd_cpu_per_wall']:4.2f} | "
+                  f"{1e3 * row['fwd_vjp_s'] / N:10.3f} {N / row['fwd_vjp_s']:9.1f} "
+                  f"{row['fwd_vjp_gflops']:8.2f} {row['fwd_vjp_cpu_per_wall']:4.2f}")
+        print(f"   ({W}x1: {W} Python threads each running whole batches, torch.set_num_threads(1); "
+              "ms/smp is wall time per sample of all of them together)")
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"   peak RSS {out['peak_rss_mib']:.1f} MiB (process peak so far)")
     return out
 
 
+CONFIGS = (("1thr", 1, 1), ("2thr", 2, 1), ("2x1", 1, 2))  # (column, threads, workers)
+
+
+def by_config(results):
+    """{(column, batch): row} for the configurations in CONFIGS."""
+    out = {}
+    for r in results:
+        for name, thr, w in CONFIGS:
+            if r["threads"] == thr and r.get("workers", 1) == w:
+                out[(name, r["batch"])] = r
+    return out
+
+
 def compare(c, torch_nets, args):
-    """Side-by-side table and one comparison line per network."""
+    """Side-by-side table, one comparison line per network, and the DDPM++ target check."""
     c_nets = {n["key"]: n for n in c["nets"]}
-    print("\n== C (bench_net) vs PyTorch, GFLOP/s (same FLOP counts; fwd+VJP counts the VJP as 2x fwd)")
-    print("   /sgemm: C's fraction of cblas_sgemm 1024^3 at the same thread count, measured by bench_net "
-          "just before each block of rows;\n   ! after a figure: the process got under 0.9 CPU-seconds per "
-          "second on 1 thread (the machine was busy)")
+    print("\n== C (bench_net) vs PyTorch, GFLOP/s (same FLOP counts; fwd+VJP counts the VJP as 2x fwd)\n"
+          "   1thr, 2thr: one evaluation at a time on 1 or 2 threads; 2x1: two at once on 1 thread each "
+          "(the server's way);\n   /sg: C over cblas_sgemm 1024^3 on as many threads, measured by "
+          "bench_net before its rows;\n   C/Pt 2c: the better C 2-core figure over the better PyTorch one; "
+          "! after a figure: a 1-thread timing\n   got under 0.9 CPU-seconds per second (the machine "
+          "was busy)")
     verdicts = []
     for tn in torch_nets:
         key = tn["key"]
@@ -234,45 +337,48 @@ def compare(c, torch_nets, args):
         if abs(cn["flops_fwd"] - tn["flops_fwd"]) > 1e-6 * tn["flops_fwd"]:
             print(f"   warning: {key}: FLOP counts differ (C {cn['flops_fwd']:.0f}, "
                   f"PyTorch {tn['flops_fwd']:.0f})")
-        cres = {(r["threads"], r["batch"]): r for r in cn["results"]}
+        cres, pres = by_config(cn["results"]), by_config(tn["results"])
         print(f"\n   {key} ({tn['params']} parameters, {tn['flops_fwd'] / 1e6:.1f} MFLOP/sample)")
-        print(f"   {'mode':>7} {'batch':>5} | {'C 1thr':>7} {'/sgemm':>6} {'C 2thr':>7} {'/sgemm':>6} | "
-              f"{'Pt 1thr':>7}  {'Pt 2thr':>7} | {'C/Pt 1':>6} {'C/Pt 2':>6}")
+        print(f"   {'mode':>7} {'batch':>5} |" + "".join(f" {'C ' + n:>7} {'/sg':>5}" for n, _, _ in CONFIGS)
+              + " |" + "".join(f" {'Pt ' + n:>8}" for n, _, _ in CONFIGS) + f" | {'C/Pt 1':>6} {'C/Pt 2c':>7}")
         ratios = {"fwd": [], "fwd_vjp": []}
         for mode in ("fwd", "fwd_vjp"):
             for N in args.batches:
                 row = [f"   {mode:>7} {N:5d} |"]
                 cg, pg = {}, {}
-                for thr in (1, 2):
-                    r = cres.get((thr, N))
-                    cg[thr] = r[f"{mode}_gflops"] if r else None
+                for name, thr, _ in CONFIGS:
+                    r = cres.get((name, N))
+                    cg[name] = r[f"{mode}_gflops"] if r else None
                     if r and r.get("sgemm_1024"):
-                        row.append(f" {cg[thr]:7.2f}{busy(r, mode, thr)}{cg[thr] / r['sgemm_1024']:6.2f}")
+                        row.append(f" {cg[name]:7.2f}{busy(r, mode, thr)}{cg[name] / r['sgemm_1024']:4.2f}")
+                    elif r:
+                        row.append(f" {cg[name]:7.2f}{busy(r, mode, thr)}{'-':>4}")
                     else:
-                        row.append(f" {'-':>7} {'-':>6}")
+                        row.append(f" {'-':>7} {'-':>4}")
                 row.append(" |")
-                for thr in (1, 2):
-                    p = [q for q in tn["results"] if q["threads"] == thr and q["batch"] == N]
-                    pg[thr] = p[0][f"{mode}_gflops"] if p else None
-                    row.append(f" {pg[thr]:7.2f}{busy(p[0], mode, thr)}" if p else f" {'-':>7} ")
+                for name, thr, _ in CONFIGS:
+                    p = pres.get((name, N))
+                    pg[name] = p[f"{mode}_gflops"] if p else None
+                    row.append(f" {pg[name]:7.2f}{busy(p, mode, thr)}" if p else f" {'-':>7} ")
                 row.append("|")
-                for thr in (1, 2):
-                    if cg[thr] and pg[thr]:
-                        ratios[mode].append((thr, N, cg[thr] / pg[thr]))
-                        row.append(f" {cg[thr] / pg[thr]:6.2f}")
-                    else:
-                        row.append(f" {'-':>6}")
+                one = cg["1thr"] / pg["1thr"] if cg["1thr"] and pg["1thr"] else None
+                c2 = max([v for k, v in cg.items() if k != "1thr" and v] or [0])
+                p2 = max([v for k, v in pg.items() if k != "1thr" and v] or [0])
+                two = c2 / p2 if c2 and p2 else None
+                row.append(f" {one:6.2f}" if one else f" {'-':>6}")
+                row.append(f" {two:7.2f}" if two else f" {'-':>7}")
+                ratios[mode] += [(N, x) for x in (one, two) if x]
                 print("".join(row))
         parts = []
         for mode, rs in ratios.items():
             if rs:
-                lo, hi = min(r[2] for r in rs), max(r[2] for r in rs)
-                big = [r[2] for r in rs if r[1] >= 32]
+                lo, hi = min(r[1] for r in rs), max(r[1] for r in rs)
+                big = [r[1] for r in rs if r[0] >= 32]
                 parts.append(f"{mode} C/PyTorch {lo:.2f}..{hi:.2f}"
                              + (f" (batch >= 32: {min(big):.2f}..{max(big):.2f})" if big else ""))
         print(f"   {key}: " + "; ".join(parts))
         if key == "ddpmpp":
-            verdicts.append(target_check(cn, tn))
+            verdicts.append(target_check(cres, pres))
     for v in verdicts:
         print(v)
 
@@ -283,26 +389,47 @@ def busy(r, mode, thr):
     return "!" if thr == 1 and cpu is not None and cpu < 0.9 else " "
 
 
-def target_check(cn, tn):
-    """The target: DDPM++ at batch >= 32, C forward >= 60% of SGEMM and >= PyTorch."""
-    lines = ["\n   target (DDPM++, batch >= 32: C fwd >= 0.60 x sgemm 1024^3 and C >= PyTorch):"]
-    for r in cn["results"]:
-        if r["batch"] < 32:
-            continue
-        s = r["sgemm_1024"]
-        p = [q for q in tn["results"] if q["threads"] == r["threads"] and q["batch"] == r["batch"]]
-        frac = r["fwd_gflops"] / s
-        ok1 = frac >= 0.60
-        msg = f"     {r['threads']} thr batch {r['batch']:2d}: fwd {frac:.2f} x sgemm {'ok' if ok1 else 'MISSED'}"
-        if p:
-            rf = r["fwd_gflops"] / p[0]["fwd_gflops"]
-            rb = r["fwd_vjp_gflops"] / p[0]["fwd_vjp_gflops"]
-            msg += (f"; vs PyTorch fwd {rf:.2f}x {'ok' if rf >= 1 else 'MISSED'}, "
-                    f"fwd+VJP {rb:.2f}x {'ok' if rb >= 1 else 'MISSED'}")
-        lines.append(msg)
+def target_check(cres, pres):
+    """The target: DDPM++ at batch >= 32, C forward >= 60% of SGEMM and >= PyTorch (the same
+    configuration; for 2 cores, C's better one against PyTorch's better one)."""
+    lines = ["\n   target (DDPM++, batch >= 32: C fwd >= 0.60 x sgemm 1024^3 on as many threads, "
+             "and C >= PyTorch):"]
+    batches = sorted({b for (_, b) in cres if b >= 32})
+    for N in batches:
+        for name, _, _ in CONFIGS:
+            r = cres.get((name, N))
+            if not r:
+                continue
+            msg = f"     {name:>4} batch {N:2d}:"
+            if r.get("sgemm_1024"):
+                frac = r["fwd_gflops"] / r["sgemm_1024"]
+                msg += f" fwd {frac:.2f} x sgemm {'ok' if frac >= 0.60 else 'MISSED'};"
+            p = pres.get((name, N))
+            if p:
+                rf = r["fwd_gflops"] / p["fwd_gflops"]
+                rb = r["fwd_vjp_gflops"] / p["fwd_vjp_gflops"]
+                msg += (f" vs PyTorch {name} fwd {rf:.2f}x {'ok' if rf >= 1 else 'MISSED'}, "
+                        f"fwd+VJP {rb:.2f}x {'ok' if rb >= 1 else 'MISSED'}")
+            lines.append(msg)
     if len(lines) == 1:
         lines.append("     (no batch >= 32 was measured)")
     return "\n".join(lines)
+
+
+def merge_nets(paths, keys):
+    """The "nets" of several results files; one network's rows from several files are joined
+    (a later file's row replaces an earlier one for the same threads, workers and batch)."""
+    merged = {}
+    for path in paths:
+        with open(path) as f:
+            for n in json.load(f)["nets"]:
+                if n["key"] not in keys:
+                    continue
+                old = merged.setdefault(n["key"], dict(n, results=[]))
+                rows = {(r["threads"], r.get("workers", 1), r["batch"]): r for r in old["results"]}
+                rows.update({(r["threads"], r.get("workers", 1), r["batch"]): r for r in n["results"]})
+                old["results"] = list(rows.values())
+    return list(merged.values())
 
 
 def int_list(s):
@@ -320,6 +447,8 @@ def main(argv=None):
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--batches", type=int_list, default=[1, 8, 32, 64])
     ap.add_argument("--threads", type=int_list, default=[1, 2])
+    ap.add_argument("--workers", type=int, default=2,
+                    help="also this many threads at once, each torch 1 thread (0: off)")
     args = ap.parse_args(argv)
     keys = [k for k in args.nets.split(",") if k]
     for k in keys:
@@ -327,10 +456,7 @@ def main(argv=None):
             ap.error(f"unknown network {k!r} (have {', '.join(NETS)})")
     c = None
     if args.c_results:
-        c = {"nets": []}
-        for path in args.c_results:
-            with open(path) as f:
-                c["nets"] += json.load(f)["nets"]
+        c = {"nets": merge_nets(args.c_results, keys)}
         for n in c["nets"]:
             if n["key"] in NETS and n["arch"] != NETS[n["key"]][1]:
                 print(f"bench_torch: {n['key']}: bench_net.c's config differs from NETS here:\n"
@@ -338,13 +464,11 @@ def main(argv=None):
                       f"  torch: {json.dumps(NETS[n['key']][1], sort_keys=True)}", file=sys.stderr)
                 return 1
     torch.manual_seed(0)
-    print(f"bench_torch: PyTorch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}; "
+    blas = f"OpenBLAS {OPENBLAS.openblas_get_corename().decode()}" if OPENBLAS is not None else "no OpenBLAS"
+    print(f"bench_torch: PyTorch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}, {blas}; "
           f"median of 3 timings of >= {args.min_time:g} s; fwd+VJP counts the VJP as 2x forward FLOPs")
     if args.torch_results:
-        results = []
-        for path in args.torch_results:
-            with open(path) as f:
-                results += [n for n in json.load(f)["nets"] if n["key"] in keys]
+        results = merge_nets(args.torch_results, keys)
         batches = sorted({r["batch"] for n in results for r in n["results"]})
         args.batches = [b for b in args.batches if b in batches] or batches
     else:

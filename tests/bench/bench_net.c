@@ -19,11 +19,14 @@
  * beside the executable, i.e. build/bench/bench_net.json under `make bench`; --no-json),
  * --min-time S (default 1: each timing repeats the call for at least S seconds; the median of
  * 3 is reported), --nets a,b (subset of ddpmpp, ncsnpp, ddpm, skip), --batches 1,8 (default
- * 1,8,32,64), --threads 1,2 (OpenBLAS threads, default 1,2), --profile-batch N (default 32) /
+ * 1,8,32,64), --threads 1,2 (OpenBLAS threads, default 1,2), --workers W (default 2; 0 off: also
+ * W threads at once, each evaluating whole batches with its own workspace and OpenBLAS on 1
+ * thread, as the server uses the cores; their samples/s summed), --profile-batch N (default 32) /
  * --no-profile: the per-op-kind breakdown of forward and VJP time printed after each table,
  * from instrumented copies of the tape loops, at the first thread count. */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +86,7 @@ typedef struct opts {
     int batches[MAX_LIST], n_batches;
     int threads[MAX_LIST], n_threads;
     int profile, profile_batch;
+    int workers;     /* > 1: also W threads, each its own workspace, OpenBLAS on 1 thread */
 } opts;
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
@@ -334,6 +338,56 @@ static void run_net(void *p)
             exit(1);
         }
     }
+}
+
+/* Server-style use of the cores: W threads, each evaluating its own batches of N with its own
+ * workspace, OpenBLAS on 1 thread (the server runs one chunk per core). */
+typedef struct worker {
+    run_ctx rc;
+    double deadline;
+    long calls;
+    double elapsed;
+} worker;
+
+static void *worker_main(void *p)
+{
+    worker *w = p;
+    const double t0 = now();
+    long k = 0;
+    do {
+        run_net(&w->rc);
+        k++;
+    } while (now() < w->deadline);
+    w->calls = k;
+    w->elapsed = now() - t0;
+    return NULL;
+}
+
+/* Samples per second of W workers together: median of 3 trials of >= min_time, each worker's
+ * rate (its calls x N / its own elapsed time) summed; the first trial is a warm-up. */
+static double workers_rate(worker *w, int W, int N, double min_time, double *cpu)
+{
+    double rate[4];
+    const double c0 = cpu_now(), w0 = now();
+    for (int trial = 0; trial < 4; trial++) {
+        pthread_t tid[16];
+        const double deadline = now() + (trial ? min_time : 0);
+        for (int i = 0; i < W; i++) {
+            w[i].deadline = deadline;
+            if (pthread_create(&tid[i], NULL, worker_main, &w[i])) {
+                fprintf(stderr, "bench_net: cannot start a worker thread\n");
+                exit(1);
+            }
+        }
+        rate[trial] = 0;
+        for (int i = 0; i < W; i++) {
+            pthread_join(tid[i], NULL);
+            rate[trial] += w[i].calls * (double)N / w[i].elapsed;
+        }
+    }
+    *cpu = (cpu_now() - c0) / (now() - w0);
+    qsort(rate + 1, 3, sizeof rate[0], cmp_double);
+    return rate[2];
 }
 
 /* Fills the inputs of a batch of N: x, the time input (ln sigma for Fourier embeddings, a label
@@ -647,7 +701,7 @@ static void print_profile(const char *what, const double *t, int reps, double un
 /* ---- results ---------------------------------------------------------------------------------- */
 
 typedef struct result {
-    int threads, batch;
+    int threads, batch, workers;
     double fwd_s, vjp_s; /* seconds per call of N samples: forward, forward + backward */
     double fwd_cpu, vjp_cpu; /* CPU seconds per wall second while timing */
     double sgemm[2];         /* 1024^3 and 256x784x288 GFLOP/s, measured just before */
@@ -661,7 +715,7 @@ typedef struct net_result {
     double rss_mib;
     int rss_own;
     size_t ws_bytes[MAX_LIST];
-    result res[2 * MAX_LIST * MAX_LIST];
+    result res[(MAX_LIST + 1) * MAX_LIST];
     int n_res;
 } net_result;
 
@@ -685,6 +739,7 @@ static void parse_args(int argc, char **argv, opts *o)
     memset(o, 0, sizeof *o);
     o->min_time = 1.0;
     o->profile = 1;
+    o->workers = 2;
     o->profile_batch = 32;
     /* default results file: bench_net.json beside the executable (build/bench/ under make) */
     const char *slash = strrchr(argv[0], '/');
@@ -701,7 +756,7 @@ static void parse_args(int argc, char **argv, opts *o)
         }
         if (!v) {
             fprintf(stderr, "usage: bench_net [--json FILE | --no-json] [--min-time S] [--nets a,b] [--batches 1,8] "
-                            "[--threads 1,2] [--profile-batch N | --no-profile]\n");
+                            "[--threads 1,2] [--workers W] [--profile-batch N | --no-profile]\n");
             exit(2);
         }
         i++;
@@ -709,6 +764,7 @@ static void parse_args(int argc, char **argv, opts *o)
         else if (strcmp(a, "--min-time") == 0) o->min_time = atof(v);
         else if (strcmp(a, "--batches") == 0) parse_list(v, o->batches, &o->n_batches);
         else if (strcmp(a, "--threads") == 0) parse_list(v, o->threads, &o->n_threads);
+        else if (strcmp(a, "--workers") == 0) o->workers = atoi(v) < 0 ? 0 : atoi(v) > 16 ? 16 : atoi(v);
         else if (strcmp(a, "--profile-batch") == 0) o->profile_batch = atoi(v) > 0 ? atoi(v) : 32;
         else if (strcmp(a, "--nets") == 0) {
             for (int k = 0; k < N_NETS; k++) o->net_on[k] = 0;
@@ -763,10 +819,10 @@ static void write_json(const char *path, const opts *o, const double gemm[][N_GE
         fprintf(f, "},\n     \"results\": [");
         for (int i = 0; i < r->n_res; i++) {
             const result *x = &r->res[i];
-            fprintf(f, "%s\n       {\"threads\": %d, \"batch\": %d, \"fwd_s\": %.6e, \"fwd_vjp_s\": %.6e, "
+            fprintf(f, "%s\n       {\"threads\": %d, \"workers\": %d, \"batch\": %d, \"fwd_s\": %.6e, \"fwd_vjp_s\": %.6e, "
                        "\"fwd_gflops\": %.3f, \"fwd_vjp_gflops\": %.3f, \"fwd_cpu_per_wall\": %.2f, "
                        "\"fwd_vjp_cpu_per_wall\": %.2f, \"sgemm_1024\": %.3f, \"sgemm_256x784x288\": %.3f}",
-                    i ? "," : "", x->threads, x->batch, x->fwd_s, x->vjp_s, r->fl.fwd * x->batch / x->fwd_s / 1e9,
+                    i ? "," : "", x->threads, x->workers, x->batch, x->fwd_s, x->vjp_s, r->fl.fwd * x->batch / x->fwd_s / 1e9,
                     3 * r->fl.fwd * x->batch / x->vjp_s / 1e9, x->fwd_cpu, x->vjp_cpu, x->sgemm[0], x->sgemm[1]);
         }
         fprintf(f, "]}");
@@ -859,6 +915,7 @@ int main(int argc, char **argv)
         printf("\n   load average at start: %s\n", loadavg());
         printf("   %3s %5s | %10s %9s %8s %6s %6s %4s | %10s %9s %8s %6s %4s\n", "thr", "batch", "fwd ms/smp",
                "samples/s", "GFLOP/s", "/sgemm", "/s256", "cpu", "VJP ms/smp", "samples/s", "GFLOP/s", "/sgemm", "cpu");
+        double sg_w[2] = {0, 0}; /* sgemm on o.workers threads, for the workers' rows */
         for (int ti = 0; ti < o.n_threads; ti++) {
             openblas_set_num_threads(o.threads[ti]);
             /* the reference again, next to the rows it is compared with (the load may change) */
@@ -867,12 +924,14 @@ int main(int argc, char **argv)
             printf("   %3d  sgemm | 1024^3 %.1f GFLOP/s (cpu %.2f), 256x784x288 %.1f GFLOP/s (cpu %.2f), "
                    "measured before these rows\n",
                    o.threads[ti], sg[0], sc[0], sg[1], sc[1]);
+            if (o.threads[ti] == o.workers) sg_w[0] = sg[0], sg_w[1] = sg[1];
             for (int bi = 0; bi < o.n_batches; bi++) {
                 const int N = o.batches[bi];
                 fill_inputs(&n, &c, &ws, N);
                 run_ctx rc_f = {&n, &ws, N, 0}, rc_b = {&n, &ws, N, 1};
                 result *x = &r->res[r->n_res++];
                 x->threads = o.threads[ti];
+                x->workers = 1;
                 x->batch = N;
                 x->sgemm[0] = sg[0];
                 x->sgemm[1] = sg[1];
@@ -886,13 +945,61 @@ int main(int argc, char **argv)
                        1e3 * x->vjp_s / N, N / x->vjp_s, gb, gb / sg[0], x->vjp_cpu);
             }
         }
+        if (o.workers > 1) {
+            openblas_set_num_threads(1);
+            const int W = o.workers;
+            worker *w = xmalloc(sizeof *w * W);
+            net_workspace *wws = xmalloc(sizeof *wws * W);
+            wws[0] = ws;
+            for (int i = 1; i < W; i++)
+                if (net_workspace_init(&wws[i], &n, B, &err)) {
+                    fprintf(stderr, "bench_net: %s\n", err.msg);
+                    return 1;
+                }
+            for (int bi = 0; bi < o.n_batches; bi++) {
+                const int N = o.batches[bi];
+                result *x = &r->res[r->n_res++];
+                x->threads = 1;
+                x->workers = W;
+                x->batch = N;
+                x->sgemm[0] = sg_w[0];
+                x->sgemm[1] = sg_w[1];
+                for (int vjp = 0; vjp < 2; vjp++) {
+                    for (int i = 0; i < W; i++) {
+                        fill_inputs(&n, &c, &wws[i], N);
+                        w[i].rc = (run_ctx){&n, &wws[i], N, vjp};
+                    }
+                    double cpu;
+                    const double sps = workers_rate(w, W, N, o.min_time, &cpu);
+                    *(vjp ? &x->vjp_s : &x->fwd_s) = N / sps; /* wall seconds per N samples, all workers */
+                    *(vjp ? &x->vjp_cpu : &x->fwd_cpu) = cpu;
+                }
+                const double gf = r->fl.fwd * N / x->fwd_s / 1e9, gb = 3 * r->fl.fwd * N / x->vjp_s / 1e9;
+                char r0[16] = "", r1[16] = "", r2[16] = "";
+                if (sg_w[0] > 0) {
+                    snprintf(r0, sizeof r0, "%.2f", gf / sg_w[0]);
+                    snprintf(r1, sizeof r1, "%.2f", gf / sg_w[1]);
+                    snprintf(r2, sizeof r2, "%.2f", gb / sg_w[0]);
+                }
+                printf("   %dx1 %5d | %10.3f %9.1f %8.2f %6s %6s %4.2f | %10.3f %9.1f %8.2f %6s %4.2f\n", W, N,
+                       1e3 * x->fwd_s / N, N / x->fwd_s, gf, r0, r1, x->fwd_cpu, 1e3 * x->vjp_s / N, N / x->vjp_s, gb,
+                       r2, x->vjp_cpu);
+            }
+            printf("   (%dx1: %d threads each running whole batches with its own workspace, OpenBLAS on 1 thread;\n"
+                   "    ms/smp is wall time per sample of all of them together; /sgemm against sgemm on %d threads)\n",
+                   W, W, W);
+            for (int i = 1; i < W; i++) net_workspace_free(&wws[i]);
+            free(wws);
+            free(w);
+        }
         if (o.profile) {
             const int N = o.profile_batch;
             openblas_set_num_threads(o.threads[0]);
             fill_inputs(&n, &c, &ws, N);
             double tf = 0, tfb = 0; /* uninstrumented seconds per call, from the table when there */
             for (int i = 0; i < r->n_res; i++)
-                if (r->res[i].threads == o.threads[0] && r->res[i].batch == N) tf = r->res[i].fwd_s, tfb = r->res[i].vjp_s;
+                if (r->res[i].threads == o.threads[0] && r->res[i].workers == 1 && r->res[i].batch == N)
+                    tf = r->res[i].fwd_s, tfb = r->res[i].vjp_s;
             if (tf == 0) {
                 run_ctx rc_f = {&n, &ws, N, 0}, rc_b = {&n, &ws, N, 1};
                 tf = seconds_per_call(run_net, &rc_f, o.min_time);

@@ -138,6 +138,18 @@ def test_events_stream_progress_then_done(api, contract):
     assert png_info(unb64(job["result"]["images"][0]["png_base64"]))[:2] == (28, 28)
 
 
+def test_planned_steps_are_known_from_submission(api, contract, cleanup):
+    """A job's planned steps are reported from the moment it is accepted (queued or running);
+    adaptive rk45 jobs report null (unknown in advance)."""
+    acc = submit(api, SAMPLES, {"n": 1, "seed": 3, "sampler": LONG})
+    cleanup(api, acc["id"])
+    job = api.get(f"/v1/jobs/{acc['id']}", expect=200).doc
+    assert job["progress"]["steps"] == LONG["steps"], job
+    lik = submit(api, f"/v1/models/{G2}/likelihood", {"data": [[0.1, 0.2]]})
+    done = wait_job(api, lik["id"])
+    assert done["status"] == "done" and done["progress"]["steps"] is None, done
+
+
 def test_events_stream_previews(api, contract):
     acc = submit(api, SAMPLES, {"n": 2, "seed": 2, "preview_every": 400, "sampler": {
         "kind": "pc", "predictor": "reverse_diffusion", "corrector": "langevin",
