@@ -327,6 +327,13 @@ int net_model_load(const char *path, sc_model **out, sc_error *err)
         }
         m->guidable = 1;
         m->n_classes = ni->clf->num_classes;
+        if (m->n_labels == 0 && ni->clf->n_labels > 0) { /* the classifier names the classes */
+            free(m->labels);
+            m->labels = ni->clf->labels;
+            m->n_labels = ni->clf->n_labels;
+            ni->clf->labels = NULL;
+            ni->clf->n_labels = 0;
+        }
     }
     m->ops = &net_ops;
     m->impl = ni;
@@ -343,6 +350,24 @@ fail:
 }
 
 /* ---- classifiers ----------------------------------------------------------------------------- */
+
+/* The classifier's class names: none, or exactly one string per class. */
+static int classifier_labels(const char *path, const json_t *labels, int num_classes, net_classifier *c,
+                             sc_error *err)
+{
+    const size_t n = json_is_array(labels) ? json_array_size(labels) : 0;
+    if (n == 0) return 0;
+    if ((int)n != num_classes)
+        return sc_fail(err, SC_ERR_FORMAT, "%s: %zu labels for %d classes", path, n, num_classes);
+    if (!(c->labels = calloc(n, sizeof *c->labels))) return sc_fail(err, SC_ERR_NOMEM, "out of memory");
+    c->n_labels = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        const char *l = json_string_value(json_array_get(labels, i));
+        if (!l) return sc_fail(err, SC_ERR_FORMAT, "%s: labels[%zu] is not a string", path, i);
+        if (!(c->labels[i] = strdup(l))) return sc_fail(err, SC_ERR_NOMEM, "out of memory");
+    }
+    return 0;
+}
 
 int net_classifier_load(const char *path, net_classifier **out, sc_error *err)
 {
@@ -365,6 +390,7 @@ int net_classifier_load(const char *path, net_classifier **out, sc_error *err)
     }
     if (!rc && strcmp(cfg.name, "classifier") != 0)
         rc = sc_fail(err, SC_ERR_FORMAT, "%s: a classifier file needs architecture name \"classifier\"", path);
+    if (!rc) rc = classifier_labels(path, json_object_get(root, "labels"), cfg.num_classes, c, err);
     json_decref(root);
     st_close(f);
     if (rc) {
@@ -381,6 +407,8 @@ void net_classifier_free(net_classifier *c)
 {
     if (!c) return;
     net_free(&c->net);
+    for (int i = 0; i < c->n_labels; i++) free(c->labels[i]);
+    free(c->labels);
     free(c);
 }
 

@@ -17,6 +17,8 @@ typedef struct net_classifier {
     net net;
     int num_classes;
     int D;
+    char **labels;   /* (n_labels) owned: class names from the file's metadata, or NULL */
+    int n_labels;    /* 0 or num_classes                                                */
 } net_classifier;
 
 int net_classifier_load(const char *path, net_classifier **out, sc_error *err);

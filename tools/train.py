@@ -14,7 +14,7 @@ then held at the floor);
 gradient-norm clipping (optim.grad_clip, < 0 disables); EMA of the weights with decay
 min(ema_rate, (1+n)/(10+n)), n = number of EMA updates so far (as score_sde_pytorch).
 
-Data: data.dataset via tools/datasets.py (Fashion-MNIST only for now), uint8 images;
+Data: data.dataset via tools/datasets.py (fashion-mnist or emoji-32), uint8 images;
 with data.uniform_dequantization x = (u8 + U[0,1))/256 else u8/255, then 2x-1 when
 data.centered.  Each epoch is a permutation drawn from numpy default_rng([seed, epoch])
 (the last partial batch is dropped), so the batch at step k depends only on k and the
@@ -25,7 +25,7 @@ count).
 Config: a JSON file with the official nested field names (model.*, data.*, training.*,
 optim.*), e.g. tools/configs/fmnist_vp.json.  Extra fields read here:
 model.ema_rate, model.beta_min/beta_max (VP/sub-VP), data.dataset,
-data.uniform_dequantization, training.{batch_size, n_iters, eps, reduce_mean, seed},
+data.uniform_dequantization, data.random_flip, training.{batch_size, n_iters, eps, reduce_mean, seed},
 optim.{lr, beta1, eps, weight_decay, warmup, schedule, lr_floor, decay_steps, grad_clip}.
 
 Usage:
@@ -111,6 +111,7 @@ def training_settings(cfg):
         "dataset": str(get(cfg, "data.dataset", "fashion-mnist")),
         "centered": bool(get(cfg, "data.centered", False)),
         "dequant": bool(get(cfg, "data.uniform_dequantization", False)),
+        "random_flip": bool(get(cfg, "data.random_flip", False)),
     }
 
 
@@ -162,6 +163,49 @@ def dsm_loss(model, cfg, s, x0):
     return per.mean()
 
 
+def perturb(sde, s, x0):
+    """(x_t, std(t)) for t ~ U(eps, 1) and z ~ N(0, I): the forward SDE's marginal."""
+    B = x0.shape[0]
+    t = torch.rand(B) * (1.0 - s["eps"]) + s["eps"]
+    std = nets.marginal_std(sde, t).to(x0.dtype)
+    xt = mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * \
+        torch.randn_like(x0)
+    return xt, std
+
+
+def classifier_loss(model, s, x0, y):
+    """Noise-conditional classifier (spec 6.3): cross-entropy of p(y | x_t, sigma(t)) with
+    x_t drawn from the training SDE's marginal at t ~ U(eps, 1) and sigma = its std."""
+    xt, std = perturb(s["sde"], s, x0)
+    return torch.nn.functional.cross_entropy(model(xt, std), y.long())
+
+
+@torch.no_grad()
+def classifier_accuracy(model, s, images, labels, ts=(None, 0.1, 0.25, 0.5), batch=500, seed=0):
+    """{t: accuracy} on images (uint8) at clean data (t None: sigma of t = eps, no noise added)
+    and at noise levels t (x_t drawn with a fixed generator)."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    x_all = torch.from_numpy(images.astype(np.uint8))
+    x_all = x_all.unsqueeze(1) if x_all.dim() == 3 else x_all
+    y_all = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    out = {}
+    for t in ts:
+        correct = 0
+        for i in range(0, len(x_all), batch):
+            x = x_all[i:i + batch].to(torch.float32) / 255.0
+            x = 2 * x - 1 if s["centered"] else x
+            tt = torch.full((x.shape[0],), s["eps"] if t is None else float(t))
+            std = nets.marginal_std(s["sde"], tt).to(x.dtype)
+            if t is not None:
+                x = mean_coeff(s["sde"], tt)[:, None, None, None] * x + \
+                    std[:, None, None, None] * torch.randn(x.shape, generator=g)
+            correct += int((model(x, std).argmax(1) == y_all[i:i + batch]).sum())
+        out["clean" if t is None else f"t={t:g}"] = round(correct / len(x_all), 4)
+    model.train()
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------
@@ -169,8 +213,10 @@ def dsm_loss(model, cfg, s, x0):
 class Batches:
     """Batch k of the run: epoch k // nb, position k % nb of permutation(seed, epoch)."""
 
-    def __init__(self, images, batch_size, seed):
-        self.x = torch.from_numpy(images.astype(np.uint8)).unsqueeze(1)  # [N,1,H,W] u8
+    def __init__(self, images, batch_size, seed, labels=None):
+        self.y = None if labels is None else torch.from_numpy(np.asarray(labels).astype(np.int64))
+        x = torch.from_numpy(images.astype(np.uint8))
+        self.x = x.unsqueeze(1) if x.dim() == 3 else x  # [N,C,H,W] u8 (gray [N,H,W] gets C=1)
         self.B = batch_size
         self.seed = seed
         self.nb = len(images) // batch_size
@@ -184,11 +230,14 @@ class Batches:
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
             self._epoch = epoch
         idx = torch.from_numpy(self._perm[pos * self.B:(pos + 1) * self.B])
-        return self.x[idx]
+        return self.x[idx], (None if self.y is None else self.y[idx])
 
 
 def scale_batch(u8, s):
     x = u8.to(torch.float32)
+    if s["random_flip"]:  # horizontal flip of a random half (torch's global generator)
+        flip = torch.rand(x.shape[0]) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if s["dequant"]:
         x = (x + torch.rand_like(x)) / 256.0
     else:
@@ -259,6 +308,7 @@ def loss_summary(history):
 
 def export_model(path, cfg, name, model, ema, ck):
     s = training_settings(cfg)
+    is_clf = cfg["model"]["name"] == "classifier"
     sd = ema_state_dict(model, ema)
     out = {}
     for k, v in sd.items():
@@ -267,6 +317,9 @@ def export_model(path, cfg, name, model, ema, ck):
     data_desc = {
         "fashion-mnist": "Fashion-MNIST training split (60,000 28x28 grayscale images, Debian "
                          "package dataset-fashion-mnist)",
+        "emoji-32": "emoji-32 training split (about 3,550 Noto Color Emoji bitmaps from the Debian "
+                    "package fonts-noto-color-emoji, composited on white, 32x32 RGB; "
+                    "tools/datasets.py)",
     }.get(s["dataset"].lower(), s["dataset"])
     pre = []
     if s["dequant"]:
@@ -275,17 +328,23 @@ def export_model(path, cfg, name, model, ema, ck):
         pre.append("u8/255")
     if s["centered"]:
         pre.append("scaled to [-1, 1]")
+    if s["random_flip"]:
+        pre.append("random horizontal flips")
+    what = (f"noise-conditional classifier p(y | x_t, sigma) for class guidance, trained by "
+            f"cross-entropy on x_t from the {s['sde']['type'].upper()} SDE's marginal at t ~ U(eps, 1)"
+            if is_clf else
+            f"score network trained by continuous-time denoising score matching "
+            f"({s['sde']['type'].upper()} SDE)")
     card = {
-        "description": f"{cfg['model']['name']} score network (nf {cfg['model']['nf']}, ch_mult "
+        "description": f"{cfg['model']['name']} (nf {cfg['model']['nf']}, ch_mult "
                        f"{cfg['model']['ch_mult']}, {cfg['model']['num_res_blocks']} res blocks/level) "
-                       f"trained by continuous-time denoising score matching "
-                       f"({s['sde']['type'].upper()} SDE) with tools/train.py on 2 CPU cores",
+                       f"{what} with tools/train.py on 2 CPU cores",
         "data": data_desc + "; " + ", ".join(pre),
         "score": "neural network (EMA weights)",
         "how_made": " ; ".join(ck.get("commands", [])),
-        "default_sampler": dict(_DEFAULT_SAMPLER),
         "training": {
-            "objective": "continuous DSM, t ~ U(%g, 1), %s" % (
+            "objective": ("cross-entropy of p(y | x_t, sigma(t)), t ~ U(%g, 1)" % s["eps"]) if is_clf
+            else "continuous DSM, t ~ U(%g, 1), %s" % (
                 s["eps"], "mean over dims" if s["reduce_mean"] else "1/2 sum over dims"),
             "steps": int(ck["step"]),
             "batch_size": s["batch_size"],
@@ -304,7 +363,21 @@ def export_model(path, cfg, name, model, ema, ck):
             "threads": torch.get_num_threads(),
         },
     }
-    meta = nets.model_metadata(cfg, name, s["sde"], s["continuous"], labels=[], card=card)
+    labels = []
+    if is_clf:
+        images, y = datasets.load(s["dataset"], "test")
+        if y is None:
+            raise ValueError(f"dataset {s['dataset']} has no labels for a classifier")
+        labels = list(datasets.FMNIST_LABELS) if len(set(y.tolist())) == 10 else []
+        model.load_state_dict(sd)  # measure the exported (EMA) weights
+        acc = classifier_accuracy(model, s, images, y)
+        card["test_accuracy"] = acc
+        card["data"] = data_desc.replace("training split", "training split with labels") + \
+            "; " + ", ".join(pre)
+        log(f"test accuracy of the EMA weights: {acc}")
+    else:
+        card["default_sampler"] = dict(_DEFAULT_SAMPLER)
+    meta = nets.model_metadata(cfg, name, s["sde"], s["continuous"], labels=labels, card=card)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     tmp = path + ".tmp"
@@ -399,11 +472,15 @@ def main(argv=None):
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     try:
-        images, _ = datasets.load(s["dataset"], "train")
+        images, labels = datasets.load(s["dataset"], "train")
     except datasets.DatasetMissing as e:
         print(f"train: {e}", file=sys.stderr)
         return 1
-    batches = Batches(images, s["batch_size"], s["seed"])
+    is_clf = cfg["model"]["name"] == "classifier"
+    if is_clf and labels is None:
+        print(f"train: dataset {s['dataset']} has no labels for a classifier", file=sys.stderr)
+        return 1
+    batches = Batches(images, s["batch_size"], s["seed"], labels if is_clf else None)
     stop_step = a.steps if a.steps is not None else s["n_iters"]
     deadline = t_start + 60.0 * a.max_minutes if a.max_minutes is not None else None
 
@@ -445,8 +522,9 @@ def main(argv=None):
         lr = lr_at(step, s)
         for g in opt.param_groups:
             g["lr"] = lr
-        x0 = scale_batch(batches.get(step), s)
-        loss = dsm_loss(model, cfg, s, x0)
+        u8, y = batches.get(step)
+        x0 = scale_batch(u8, s)
+        loss = classifier_loss(model, s, x0, y) if is_clf else dsm_loss(model, cfg, s, x0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if s["grad_clip"] >= 0:

@@ -143,3 +143,10 @@ def test_guidance_through_a_classifier_named_in_the_metadata(tmp_path):
     assert np.abs(d2 - 2 * d1).max() <= 1e-4 * np.abs(d2).max()
     r = ok("models", tmp_path)
     assert "classes=10" in r.stdout and "clf" not in r.stdout
+    # the classifier's class names name the labels of a model that has none of its own
+    by_name, by_index = tmp_path / "n.npy", tmp_path / "i.npy"
+    ok("score", "--model", model, "--input", x, "--t", "0.3", "--out", by_name, "--label", "Sneaker")
+    ok("score", "--model", model, "--input", x, "--t", "0.3", "--out", by_index, "--label", "7")
+    assert np.array_equal(np.load(by_name), np.load(by_index))
+    r = run("score", "--model", model, "--input", x, "--t", "0.3", "--out", by_name, "--label", "Sock")
+    assert r.returncode == 1 and "Ankle boot" in r.stderr
