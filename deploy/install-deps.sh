@@ -2,13 +2,14 @@
 # Installs the Debian packages scored needs to build, test and run, skipping those already
 # present (idempotent). Run as root on Debian 12; the Makefile calls it when pkg-config
 # cannot find a dependency. Usage: deploy/install-deps.sh [--tools]
-#   --tools  also installs what tools/ needs (python3-numpy, the Fashion-MNIST data set).
+#   --tools  also installs what tools/ needs (PyTorch, the Fashion-MNIST data set, the emoji
+#            font the emoji-32 data set is read from, fontTools and PIL to read it).
 set -eu
 
 BUILD_PKGS="gcc make pkg-config libopenblas-dev libpng-dev zlib1g-dev libjansson-dev \
 libmicrohttpd-dev libuv1-dev libcmocka-dev python3 python3-pytest python3-numpy \
 python3-yaml python3-jsonschema python3-requests"
-TOOLS_PKGS="dataset-fashion-mnist"
+TOOLS_PKGS="dataset-fashion-mnist fonts-noto-color-emoji python3-fonttools python3-pil python3-torch"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--tools" ] && want="$want $TOOLS_PKGS"
