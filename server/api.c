@@ -351,6 +351,18 @@ static double png_complexity(const sc_image *img)
     return 8.0 * (double)len / ((double)img->width * img->height * img->channels);
 }
 
+/* The card's calibration of one anomaly score: anomaly.scores.<score> when the card has it,
+ * else the top-level threshold and quantiles when they are for that score (anomaly.score,
+ * default "bpd"); NULL when the card does not calibrate that score. */
+static const json_t *card_calibration(const json_t *an, const char *score)
+{
+    if (!an) return NULL;
+    const json_t *per = json_object_get(json_object_get(an, "scores"), score);
+    if (json_is_object(per)) return per;
+    const char *top = json_string_value(json_object_get(an, "score"));
+    return strcmp(top ? top : "bpd", score) == 0 ? an : NULL;
+}
+
 static int anomaly_settings(const api_request *r, const json_t *p, job *j, sc_error *err)
 {
     json_t *card = json_loads(r->model->card_json, 0, NULL);
@@ -369,20 +381,24 @@ static int anomaly_settings(const api_request *r, const json_t *p, job *j, sc_er
         j->threshold = json_number_value(th);
         j->threshold_source = "request";
     } else if (!rc && q) {
-        const json_t *qs = an ? json_object_get(an, "quantiles") : NULL;
+        const json_t *cal = card_calibration(an, score);
+        const json_t *qs = cal ? json_object_get(cal, "quantiles") : NULL;
         char key[32];
         snprintf(key, sizeof key, "%g", json_number_value(q));
         const json_t *v = json_is_number(q) ? json_object_get(qs, key) : NULL;
         if (!v || !json_is_number(v))
-            rc = sc_fail(err, SC_ERR_INVALID, "model %s's card has no %s quantile for anomaly scores", r->model->name, key);
+            rc = sc_fail(err, SC_ERR_INVALID, "model %s's card has no %s quantile for the %s anomaly score",
+                         r->model->name, key, score);
         else {
             j->threshold = json_number_value(v);
             j->threshold_source = "quantile";
         }
     } else if (!rc) {
-        const json_t *v = an ? json_object_get(an, "threshold") : NULL;
+        const json_t *cal = card_calibration(an, score);
+        const json_t *v = cal ? json_object_get(cal, "threshold") : NULL;
         if (!json_is_number(v))
-            rc = sc_fail(err, SC_ERR_INVALID, "model %s's card gives no anomaly threshold: send \"threshold\"", r->model->name);
+            rc = sc_fail(err, SC_ERR_INVALID, "model %s's card gives no threshold for the %s anomaly score: send \"threshold\"",
+                         r->model->name, score);
         else {
             j->threshold = json_number_value(v);
             j->threshold_source = "card";

@@ -40,8 +40,10 @@ LONG = {"kind": "pc", "predictor": "reverse_diffusion", "corrector": "langevin",
 
 API_KEY = "e2e-secret-key-0123456789"   # the key of the --api-key-file server
 # card.anomaly of fmnist-gmm-anomaly, the aux server's copy of fmnist-gmm
+# (the default score is bpd; the complexity score has its own calibration under "scores")
 ANOMALY_CARD = {"score": "bpd", "threshold": 17.0,
-                "quantiles": {"0.9": 16.5, "0.95": 17.5, "0.99": 19.0}, "fpr": 0.05}
+                "quantiles": {"0.9": 16.5, "0.95": 17.5, "0.99": 19.0}, "fpr": 0.05,
+                "scores": {"complexity": {"threshold": 11.0, "quantiles": {"0.9": 10.5}}}}
 
 
 # ---- PNG ----------------------------------------------------------------------------------------

@@ -204,6 +204,30 @@ def test_anomaly_threshold_from_a_quantile(aux_api, fmnist_png, q):
     assert res["is_anomaly"] == (res["score"] > res["threshold"])
 
 
+def test_anomaly_each_score_takes_its_own_calibration(aux_api, api, fmnist_png):
+    """A card calibrates each score separately: the complexity score's threshold and quantiles
+    come from anomaly.scores.complexity, never from the bpd ones; a card without a
+    calibration for the requested score is a 422 that says to send a threshold."""
+    url = "/v1/models/fmnist-gmm-anomaly/anomaly"
+    cal = ANOMALY_CARD["scores"]["complexity"]
+    r = aux_api.post(url, json={"images": [b64(fmnist_png)], "score": "complexity"}, expect=200)
+    (res,) = r.doc["results"]
+    assert r.doc["score_kind"] == "complexity" and r.doc["threshold_source"] == "card"
+    assert res["threshold"] == cal["threshold"]
+    assert res["is_anomaly"] == (res["score"] > res["threshold"])
+    r = aux_api.post(url, json={"images": [b64(fmnist_png)], "score": "complexity",
+                                "quantile": 0.9}, expect=200)
+    assert r.doc["results"][0]["threshold"] == cal["quantiles"]["0.9"]
+    r = aux_api.post(url, json={"images": [b64(fmnist_png)], "score": "complexity",
+                                "quantile": 0.99})
+    assert_error(r, 422, "invalid_argument")
+    assert "complexity" in r.doc["error"]["message"]
+    # the bundled fmnist-gmm calibrates bits/dim only
+    r = api.post(f"/v1/models/{FM}/anomaly", json={"images": [b64(fmnist_png)], "score": "complexity"})
+    assert_error(r, 422, "invalid_argument")
+    assert "threshold" in r.doc["error"]["message"]
+
+
 def test_anomaly_quantile_missing_from_the_card_is_422(aux_api, fmnist_png):
     r = aux_api.post("/v1/models/fmnist-gmm-anomaly/anomaly",
                      json={"images": [b64(fmnist_png)], "quantile": 0.5})
