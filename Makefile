@@ -83,7 +83,27 @@ cli-test: scored
 e2e-test: scored
 	$(PYTHON) -m pytest -q tests/e2e
 
-test: unit-test cli-test e2e-test
+test: unit-test cli-test e2e-test browser-test
+
+# Browser tests of the web page (tests/browser): playwright-core from npm, pinned by
+# tests/browser/package-lock.json, drives Debian's chromium against ./scored.  Missing chromium,
+# node or npm are installed by deploy/install-deps.sh, node_modules by `npm ci` when missing or
+# older than the lock file.  Log and one screenshot per tab: build/browser/.
+BROWSER_DIR   := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
+.PHONY: browser-test browser-deps
+browser-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null && test -x /usr/bin/chromium \
+	    || deploy/install-deps.sh
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json | browser-deps
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+browser-test: scored $(BROWSER_STAMP)
+	@mkdir -p $(BUILD)/browser
+	cd $(BROWSER_DIR) && node --test --test-reporter=spec --test-reporter-destination=stdout \
+	    --test-reporter=spec --test-reporter-destination=../../$(BUILD)/browser/test.log page.test.mjs
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

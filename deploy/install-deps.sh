@@ -14,12 +14,19 @@ TOOLS_PKGS="dataset-fashion-mnist fonts-noto-color-emoji python3-fonttools pytho
 want="$BUILD_PKGS"
 [ "${1:-}" = "--tools" ] && want="$want $TOOLS_PKGS"
 
+# The browser tests of the web page (make browser-test) drive Debian's chromium with node.
+BROWSER_PKGS="chromium chromium-driver"
+
 missing=""
-for p in $want; do
+for p in $want $BROWSER_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
     fi
 done
+# node and npm are looked for as commands: a nodejs from elsewhere (NodeSource's bundles npm and
+# conflicts with Debian's npm package) will do.  On Debian 12 npm is a package of its own.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
 if [ -z "$missing" ]; then
     echo "install-deps: all packages present"

@@ -56,18 +56,23 @@ export function renderModel(model, { summary, body }) {
   if (model.labels.length) {
     add('Labels', `${model.labels.length}${model.guidable ? ' (guidable)' : ''}: ${model.labels.join(', ')}`);
   }
-  for (const k of TEXT_KEYS) if (typeof card[k] === 'string') add(k.replace('_', ' '), card[k]);
+  const about = el('dl', { class: 'facts' });
+  const addAbout = (term, ...def) => about.append(el('dt', {}, term), el('dd', {}, ...def));
+  for (const k of TEXT_KEYS) if (typeof card[k] === 'string') addAbout(k, card[k]);
   const quality = QUALITY_KEYS.filter((k) => card[k] !== undefined);
   if (quality.length) {
     const list = el('ul', { class: 'quality' });
     for (const k of quality) list.append(el('li', {}, el('strong', {}, `${k}: `), brief(card[k])));
-    add('Measured', list);
+    addAbout('Measured', list);
   }
+  // The card's text is long: open on wide windows, a click away on narrow ones.
+  const wide = window.matchMedia('(min-width: 900px)').matches;
+  const aboutBox = el('details', { class: 'about', open: wide }, el('summary', {}, 'Model card: data, description, measured quality'), about);
   const full = el('details', { class: 'full-card' },
     el('summary', {}, `Full entry of GET ${modelPath(model.id)}`),
     el('pre', { class: 'json' }, JSON.stringify(model, null, 1)));
   const gridBox = el('div', { class: 'sample-grid' });
-  body.replaceChildren(el('div', { class: 'card-cols' }, el('div', {}, facts, full), gridBox));
+  body.replaceChildren(el('div', { class: 'card-cols' }, el('div', {}, facts, aboutBox, full), gridBox));
   showGrid(model, gridBox);
 }
 

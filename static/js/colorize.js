@@ -7,7 +7,7 @@ import { el, notice } from './dom.js';
 import { imageShape } from './images.js';
 import { SampleOptions } from './options.js';
 import { figure, imageGrid } from './results.js';
-import { SamplerForm } from './sampler.js';
+import { SamplerForm, autoPreviewEvery } from './sampler.js';
 import { ImageSource } from './source.js';
 import { TabFrame } from './tab.js';
 
@@ -77,7 +77,8 @@ export class ColorizeTab {
   }
 
   params() {
-    return { ...this.options.value(), sampler: this.sampler.value(), format: 'json', grid: false };
+    const sampler = this.sampler.value();
+    return { ...this.options.value(), sampler, format: 'json', grid: false, preview_every: autoPreviewEvery(sampler) };
   }
 
   updateRequest() {

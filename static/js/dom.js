@@ -22,15 +22,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** A labelled control: <label class="field"><span>text</span>control</label>. */
+/** A labelled control: <div class="field"><label>text</label>control<small>help</small></div>. */
 export function field(text, control, help) {
-  const label = el('label', { class: 'field' }, el('span', {}, text), control);
+  if (!control.id) control.id = nextId('f');
+  const box = el('div', { class: 'field' }, el('label', { for: control.id }, text), control);
   if (help) {
     const id = nextId('help');
     control.setAttribute('aria-describedby', id);
-    label.append(el('small', { id, class: 'help' }, help));
+    box.append(el('small', { id, class: 'help' }, help));
   }
-  return label;
+  return box;
 }
 
 export function numberInput(name, value, { min, max, step = 'any', placeholder } = {}) {

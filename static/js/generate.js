@@ -8,7 +8,7 @@ import { imageShape } from './images.js';
 import { SampleOptions } from './options.js';
 import { scatter } from './plot.js';
 import { imageGrid } from './results.js';
-import { SamplerForm } from './sampler.js';
+import { SamplerForm, autoPreviewEvery } from './sampler.js';
 import { TabFrame } from './tab.js';
 
 export class GenerateTab {
@@ -51,8 +51,7 @@ export class GenerateTab {
     if (this.model.image) {
       body.format = 'json';
       body.grid = false;
-      const steps = sampler.steps || 100;
-      body.preview_every = intOf(this.previewEvery) ?? Math.max(1, Math.round(steps / 10));
+      body.preview_every = intOf(this.previewEvery) ?? autoPreviewEvery(sampler);
     }
     return body;
   }

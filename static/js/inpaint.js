@@ -10,7 +10,7 @@ import { MaskPainter } from './mask.js';
 import { SampleOptions } from './options.js';
 import { scatter } from './plot.js';
 import { figure, imageGrid } from './results.js';
-import { SamplerForm } from './sampler.js';
+import { SamplerForm, autoPreviewEvery } from './sampler.js';
 import { ImageSource } from './source.js';
 import { TabFrame } from './tab.js';
 
@@ -90,7 +90,8 @@ export class InpaintTab {
   }
 
   params() {
-    return { ...this.options.value(), sampler: this.sampler.value(), format: 'json', grid: false };
+    const sampler = this.sampler.value();
+    return { ...this.options.value(), sampler, format: 'json', grid: false, preview_every: autoPreviewEvery(sampler) };
   }
 
   vectorBody() {

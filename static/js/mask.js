@@ -62,7 +62,7 @@ export class MaskPainter {
   }
 
   /** Paints (value 1) or erases (0) a disc of the brush's diameter around model pixel (cx, cy). */
-  dab(cx, cy, value) {
+  dab(cx, cy, value, redraw = true) {
     const d = Number(this.brush.value);
     const r = d / 2;
     for (let y = Math.floor(cy - r); y <= Math.ceil(cy + r); y++) {
@@ -71,31 +71,40 @@ export class MaskPainter {
         if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 <= r * r || d <= 1) this.mask[y * this.w + x] = value;
       }
     }
-    this.draw();
+    if (redraw) this.draw();
   }
 
   bindPointer() {
-    let painting = false;
+    let last = null; // the previous brush position of a stroke, in model pixels
     const at = (e) => {
       const box = this.canvas.getBoundingClientRect();
       return { x: ((e.clientX - box.left) / box.width) * this.w, y: ((e.clientY - box.top) / box.height) * this.h };
     };
-    const paint = (e) => {
+    // Browsers coalesce pointer moves: paint along the segment from the last position.
+    const stroke = (e) => {
       const p = at(e);
-      this.dab(p.x, p.y, this.eraseMode.checked || e.buttons === 2 ? 0 : 1);
+      const value = this.eraseMode.checked || e.buttons === 2 ? 0 : 1;
+      const from = last || p;
+      const gap = Math.max(0.25, Number(this.brush.value) / 4);
+      const n = Math.max(1, Math.ceil(Math.hypot(p.x - from.x, p.y - from.y) / gap));
+      for (let i = 1; i <= n; i++) {
+        this.dab(from.x + ((p.x - from.x) * i) / n, from.y + ((p.y - from.y) * i) / n, value, false);
+      }
+      last = p;
+      this.draw();
     };
     this.canvas.addEventListener('pointerdown', (e) => {
       if (!this.mask) return;
-      painting = true;
+      last = null;
       this.canvas.setPointerCapture(e.pointerId);
-      paint(e);
+      stroke(e);
     });
     this.canvas.addEventListener('pointermove', (e) => {
-      if (painting) paint(e);
+      if (last) stroke(e);
     });
     const stop = () => {
-      if (painting) this.changed();
-      painting = false;
+      if (last) this.changed();
+      last = null;
     };
     this.canvas.addEventListener('pointerup', stop);
     this.canvas.addEventListener('pointercancel', stop);

@@ -12,7 +12,7 @@ export class SamplerForm {
   /** kinds: the sampler kinds the task takes (inpaint and colorize take pc only). */
   constructor({ kinds = ['pc', 'ode'], onChange } = {}) {
     this.kinds = kinds;
-    this.kind = select('kind', kinds.map((k) => [k, k === 'pc' ? 'pc: predictor-corrector (reverse SDE)' : 'ode: probability flow']));
+    this.kind = select('kind', kinds.map((k) => [k, k === 'pc' ? 'pc (reverse SDE)' : 'ode (probability flow)']));
     this.predictor = select('predictor', PREDICTORS);
     this.corrector = select('corrector', CORRECTORS);
     this.snr = numberInput('snr', 0.16, { min: 0, max: 10, step: 0.01 });
@@ -91,4 +91,9 @@ export class SamplerForm {
     for (const k of Object.keys(s)) if (s[k] === undefined) delete s[k];
     return s;
   }
+}
+
+/** About ten previews over a job: the preview_every of a sampler's steps. */
+export function autoPreviewEvery(sampler) {
+  return Math.max(1, Math.round((sampler.steps || 100) / 10));
 }
