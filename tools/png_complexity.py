@@ -129,7 +129,10 @@ int main(void) {
     for (int i = 0; i < n; i++) {
         if (fread(buf, 1, sz, stdin) != sz) return 3;
         uint8_t *png = NULL; size_t len = 0; sc_error err = {0};
-        if (image_write_png_mem(buf, w, h, c, &png, &len, &err)) { fprintf(stderr, "%s\n", err.msg); return 4; }
+        if (image_write_png_mem(buf, w, h, c, &png, &len, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 4;
+        }
         printf("%zu\n", len);
         free(png);
     }
