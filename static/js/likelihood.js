@@ -69,9 +69,13 @@ export class LikelihoodTab {
       el('fieldset', {}, el('legend', {}, 'Probability-flow ODE'),
         el('div', { class: 'row' }, field('Solver', this.solver), this.stepsField), this.tolFields),
       el('fieldset', {}, el('legend', {}, 'Anomaly check'),
-        el('div', { class: 'row' }, field('Threshold', this.threshold), this.customField),
-        field('Score', this.score)));
+        field('Score', this.score),
+        el('div', { class: 'row' }, field('Threshold', this.threshold), this.customField)));
     for (const c of [this.solver, this.threshold]) c.addEventListener('change', () => this.sync());
+    this.score.addEventListener('change', () => {
+      this.fillThresholds();
+      this.sync();
+    });
     this.frame.form.addEventListener('input', update);
     this.frame.form.addEventListener('change', update);
     this.frame.onSubmit(() => this.run());
@@ -82,7 +86,31 @@ export class LikelihoodTab {
     this.tolFields.hidden = !rk45;
     this.stepsField.hidden = rk45;
     this.customField.hidden = this.threshold.value !== 'custom';
-    this.score.disabled = this.threshold.value === 'none';
+  }
+
+  /**
+   * The card's calibration of a score ({threshold, quantiles, ...}): anomaly.scores.<score>,
+   * else the top-level figures, which calibrate the card's anomaly.score (default bpd) only.
+   */
+  calibration(score) {
+    const a = this.anomaly;
+    if (!a) return null;
+    if (a.scores && a.scores[score]) return a.scores[score];
+    return (a.score || 'bpd') === score ? a : null;
+  }
+
+  /** The threshold choices for the chosen score: the card's, its quantiles, one's own, none. */
+  fillThresholds() {
+    const score = this.score.value;
+    const cal = this.calibration(score) || {};
+    const opts = [];
+    if (typeof cal.threshold === 'number') opts.push(['card', `the model card's: ${fmt(cal.threshold)}`]);
+    for (const [q, v] of Object.entries(cal.quantiles || {})) opts.push([`q:${q}`, `the card's ${q} quantile: ${fmt(v)}`]);
+    opts.push(['custom', 'a value of my own'], ['none', 'none: likelihood only']);
+    const old = this.threshold.value;
+    this.threshold.replaceChildren(...opts.map(([v, t]) => el('option', { value: v }, t)));
+    const values = opts.map(([v]) => v);
+    this.threshold.value = values.includes(old) && old !== 'none' ? old : (opts[0][0] === 'custom' ? 'none' : opts[0][0]);
   }
 
   setModel(model) {
@@ -96,16 +124,12 @@ export class LikelihoodTab {
     }
     this.frame.unsupported();
     this.anomaly = (model.card && model.card.anomaly) || null;
-    const opts = [];
-    if (this.anomaly && typeof this.anomaly.threshold === 'number') {
-      opts.push(['card', `the model card's: ${fmt(this.anomaly.threshold)} ${this.anomaly.score || 'bpd'}`]);
-    }
-    for (const [q, v] of Object.entries((this.anomaly && this.anomaly.quantiles) || {})) {
-      opts.push([`q:${q}`, `the card's ${q} quantile: ${fmt(v)}`]);
-    }
-    opts.push(['custom', 'a value of my own'], ['none', 'none: likelihood only']);
-    this.threshold.replaceChildren(...opts.map(([v, t]) => el('option', { value: v }, t)));
-    this.threshold.value = opts[0][0] === 'custom' ? 'none' : opts[0][0];
+    // complexity needs PNG inputs: image models only.
+    this.score.querySelector('option[value=complexity]').hidden = !this.shape;
+    this.score.value = (this.anomaly && this.anomaly.score) || 'bpd';
+    if (!this.shape) this.score.value = 'bpd';
+    this.threshold.replaceChildren();
+    this.fillThresholds();
     this.imageInputs.hidden = !this.shape;
     this.vectorInputs.hidden = !!this.shape;
     if (this.shape) {
@@ -196,7 +220,7 @@ export class LikelihoodTab {
     }
     const t = this.threshold.value;
     if (t === 'none') return { task: 'likelihood', params: o };
-    if (this.score.value !== 'bpd') o.score = this.score.value;
+    o.score = this.score.value;
     if (t.startsWith('q:')) o.quantile = Number(t.slice(2));
     if (t === 'custom') o.threshold = numOf(this.customThreshold);
     for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
@@ -275,20 +299,19 @@ export class LikelihoodTab {
 
   /** Bits/dim of the images against the card's in-distribution figures. */
   plot(result, anomaly) {
-    const a = this.anomaly || {};
-    const cardScore = a.score || 'bpd';
-    const bpd = anomaly ? result.score_kind === 'bpd' : true;
+    const kind = anomaly ? result.score_kind : 'bpd';
     const items = result.results.map((r) => ({
-      n: r.index + 1, value: bpd ? r.bits_per_dim : r.score, anomalous: anomaly && r.is_anomaly,
+      n: r.index + 1, value: kind === 'bpd' ? r.bits_per_dim : r.score, anomalous: anomaly && r.is_anomaly,
     }));
-    const sameKind = cardScore === (bpd ? 'bpd' : 'complexity');
-    const ref = sameKind ? { mean: a.bpd_mean, quantiles: a.quantiles, histogram: a.histogram } : {};
+    const cal = this.calibration(kind) || {};
+    const mean = cal.mean ?? (kind === 'bpd' ? cal.bpd_mean : undefined);
+    const ref = { mean, quantiles: cal.quantiles, histogram: cal.histogram };
     if (anomaly) ref.threshold = result.results[0].threshold;
-    const what = a.histogram
-      ? 'the histogram of in-distribution bits/dim from the model card'
-      : Object.keys(a).length
+    const what = cal.histogram
+      ? `the histogram of in-distribution ${kind} scores from the model card`
+      : Object.keys(cal).length
         ? 'the model card\'s in-distribution mean and quantiles (the card has no histogram)'
-        : 'nothing from the model card (it has no anomaly section)';
+        : `nothing from the model card (it has no calibration of the ${kind} score)`;
     return el('figure', { class: 'bpd-plot' },
       bpdAxis(items, ref),
       el('figcaption', {}, `Where each image falls: numbered dots are the images (red: anomaly), against ${what}${anomaly ? ', and the threshold used' : ''}.`));

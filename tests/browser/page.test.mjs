@@ -284,6 +284,27 @@ describe('Likelihood and anomaly', () => {
     await page.context().close();
   });
 
+  it('takes a threshold of one\'s own for a score the card does not calibrate', async () => {
+    const { page, panel } = await openTab('fmnist-gmm', 'likelihood');
+    await panel.getByRole('button', { name: /add example: Trouser/ }).click();
+    await panel.getByRole('button', { name: /add example: uniform noise/ }).click();
+    await panel.locator('ul.items[data-count="2"]').waitFor();
+    await panel.getByLabel('Score', { exact: true }).selectOption('complexity');
+    const choices = await panel.getByLabel('Threshold', { exact: true }).locator('option').allTextContents();
+    assert.deepEqual(choices, ['a value of my own', 'none: likelihood only']); // fmnist-gmm calibrates bpd only
+    await panel.getByLabel('Threshold', { exact: true }).selectOption('custom');
+    await panel.getByLabel('Threshold (score units)').fill('20');
+    assert.match(await panel.locator('pre.curl code').first().textContent(), /"score":"complexity","threshold":20/);
+    await panel.getByRole('button', { name: 'Score' }).click();
+    const rows = panel.locator('table.scores tbody tr');
+    await rows.nth(1).waitFor();
+    await panel.getByText('verdict (score complexity, threshold from request)').waitFor();
+    const text = await rows.allTextContents();
+    assert.match(text[0], /in distribution \(-?[\d.]+ ≤ 20\)/);
+    assert.match(text[1], /anomaly \([\d.]+ > 20\)/);
+    await page.context().close();
+  });
+
   it('shows the server\'s message for an image of the wrong size', async () => {
     const { page, panel } = await openTab('fmnist-gmm', 'likelihood');
     const wrong = encodePng(new Uint8Array(32 * 32).fill(128), 32, 32, 1);
