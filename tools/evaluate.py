@@ -395,6 +395,8 @@ def cmd_anomaly(a):
         card = {"anomaly": {
             "score": better, "threshold": thr[better]["threshold"], "threshold_quantile": a.quantile,
             "quantiles": thr[better]["quantiles"], "fpr_held_out": thr[better]["fpr_held_out"],
+            "scores": {k: {"threshold": v["threshold"], "quantiles": v["quantiles"],
+                           "fpr_held_out": v["fpr_held_out"]} for k, v in thr.items()},
             "auroc": {k: {"bpd": v["auroc_bpd"], "complexity": v["auroc_complexity"], "n": v["n"]}
                       for k, v in out["ood"].items()},
             "how_made": (f"tools/evaluate.py anomaly: bits/dim rows of {', '.join(a.inputs)} "
@@ -604,7 +606,8 @@ def build_parser():
     p.add_argument("--in-set", default="fmnist-test")
     p.add_argument("--ood-sets", default="emoji-gray,fmnist-vflip,uniform-noise,constant")
     p.add_argument("--quantile", type=float, default=0.99)
-    p.add_argument("--card-out", help="also write {\"anomaly\": ...} for the better score, for "
+    p.add_argument("--card-out", help="also write {\"anomaly\": ...} (default score: the better "
+                                      "one; both calibrated under scores.<score>), for "
                                       "tools/model_meta.py set M --card-file FILE")
     p.set_defaults(fn=cmd_anomaly)
 
