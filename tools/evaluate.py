@@ -345,6 +345,13 @@ def set_scores(rows, name, images_of):
     return np.array(idx), bpd, bpd - png, png
 
 
+def histogram(scores, bins=24):
+    """The in-distribution scores as {"edges": [bins + 1], "counts": [bins]} for model cards
+    (the web page draws it): equal-width bins over [min, max], 4 decimals."""
+    counts, edges = np.histogram(np.asarray(scores, dtype=np.float64), bins=bins)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
+
+
 def cmd_anomaly(a):
     import eval_likelihood
     if not 0 < a.quantile < 1:
@@ -391,12 +398,16 @@ def cmd_anomaly(a):
                                 for q in (0.9, 0.95, 0.99)}}
     out["thresholds"] = {"quantile": a.quantile, "calibration": f"{a.in_set} rows 0..{h - 1} "
                          f"(in index order)", "held_out": f"rows {h}..{2 * h - 1}", **thr}
+    for k, sc in (("bpd", in_bpd), ("complexity", in_cx)):
+        thr[k]["histogram"] = histogram(sc)
     if a.card_out:
         card = {"anomaly": {
             "score": better, "threshold": thr[better]["threshold"], "threshold_quantile": a.quantile,
             "quantiles": thr[better]["quantiles"], "fpr_held_out": thr[better]["fpr_held_out"],
+            "histogram": thr[better]["histogram"],
             "scores": {k: {"threshold": v["threshold"], "quantiles": v["quantiles"],
-                           "fpr_held_out": v["fpr_held_out"]} for k, v in thr.items()},
+                           "fpr_held_out": v["fpr_held_out"], "histogram": v["histogram"]}
+                       for k, v in thr.items()},
             "auroc": {k: {"bpd": v["auroc_bpd"], "complexity": v["auroc_complexity"], "n": v["n"]}
                       for k, v in out["ood"].items()},
             "how_made": (f"tools/evaluate.py anomaly: bits/dim rows of {', '.join(a.inputs)} "

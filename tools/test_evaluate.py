@@ -207,3 +207,7 @@ def test_anomaly_on_synthetic_rows(tmp_path):
     want = np.quantile(3 + 0.01 * np.arange(5), 0.99)
     assert out["thresholds"]["bpd"]["threshold"] == pytest.approx(want, abs=1e-4)
     assert out["thresholds"]["bpd"]["fpr_held_out"] == 1.0
+    # the card's histograms count every in-distribution score once
+    h = out["thresholds"]["bpd"]["histogram"]
+    assert sum(h["counts"]) == 10 and len(h["edges"]) == len(h["counts"]) + 1
+    assert h["edges"][0] == pytest.approx(3.0) and h["edges"][-1] == pytest.approx(3.09)
