@@ -4,6 +4,7 @@ and every kind of bad input (exit code, one clear stderr line, no output file le
 
 import json
 import math
+import os
 import struct
 import subprocess
 import zlib
@@ -21,9 +22,15 @@ FMNIST = "models/fmnist-gmm.json"
 MODES = np.array([[math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)] for k in range(8)])
 
 
+# One OpenBLAS thread: these tests check numbers, not speed, and when other jobs share the
+# cores OpenBLAS's spinning worker threads can make a run several times slower (measured: a
+# network likelihood took 45 s per image with 2 threads on a busy 2-core machine, 10 s with 1).
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+
+
 def run(*args, timeout=60):
     return subprocess.run([BIN, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=ENV)
 
 
 def ok(*args):

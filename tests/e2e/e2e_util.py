@@ -680,8 +680,9 @@ class Server:
 
 def cli(*args, timeout=120):
     """Runs ./scored with args; returns stderr (the one-line summary). Fails on a non-zero exit."""
+    # one OpenBLAS thread, as the server's evaluation threads use (and robust on a busy machine)
     r = subprocess.run([str(BIN), *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert r.returncode == 0, f"./scored {' '.join(map(str, args))}: {r.stderr}"
     return r.stderr
 
