@@ -112,6 +112,7 @@ def training_settings(cfg):
         "centered": bool(get(cfg, "data.centered", False)),
         "dequant": bool(get(cfg, "data.uniform_dequantization", False)),
         "random_flip": bool(get(cfg, "data.random_flip", False)),
+        "t_power": float(get(cfg, "training.t_power", 1.0)),
     }
 
 
@@ -163,10 +164,11 @@ def dsm_loss(model, cfg, s, x0):
     return per.mean()
 
 
-def perturb(sde, s, x0):
-    """(x_t, std(t)) for t ~ U(eps, 1) and z ~ N(0, I): the forward SDE's marginal."""
+def perturb(sde, s, x0, t_power=1.0):
+    """(x_t, std(t)) for t = eps + (1 - eps) u^t_power, u ~ U(0, 1) (t_power 1: t ~ U(eps, 1);
+    above 1 more of the batch at small t), and z ~ N(0, I): the forward SDE's marginal."""
     B = x0.shape[0]
-    t = torch.rand(B) * (1.0 - s["eps"]) + s["eps"]
+    t = torch.rand(B) ** t_power * (1.0 - s["eps"]) + s["eps"]
     std = nets.marginal_std(sde, t).to(x0.dtype)
     xt = mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * \
         torch.randn_like(x0)
@@ -175,8 +177,9 @@ def perturb(sde, s, x0):
 
 def classifier_loss(model, s, x0, y):
     """Noise-conditional classifier (spec 6.3): cross-entropy of p(y | x_t, sigma(t)) with
-    x_t drawn from the training SDE's marginal at t ~ U(eps, 1) and sigma = its std."""
-    xt, std = perturb(s["sde"], s, x0)
+    x_t drawn from the training SDE's marginal at t = eps + (1 - eps) u^t_power (training.t_power,
+    default 1: t ~ U(eps, 1)) and sigma = its std."""
+    xt, std = perturb(s["sde"], s, x0, s["t_power"])
     return torch.nn.functional.cross_entropy(model(xt, std), y.long())
 
 
@@ -331,7 +334,7 @@ def export_model(path, cfg, name, model, ema, ck):
     if s["random_flip"]:
         pre.append("random horizontal flips")
     what = (f"noise-conditional classifier p(y | x_t, sigma) for class guidance, trained by "
-            f"cross-entropy on x_t from the {s['sde']['type'].upper()} SDE's marginal at t ~ U(eps, 1)"
+            f"cross-entropy on x_t from the {s['sde']['type'].upper()} SDE's marginal"
             if is_clf else
             f"score network trained by continuous-time denoising score matching "
             f"({s['sde']['type'].upper()} SDE)")
@@ -343,7 +346,8 @@ def export_model(path, cfg, name, model, ema, ck):
         "score": "neural network (EMA weights)",
         "how_made": " ; ".join(ck.get("commands", [])),
         "training": {
-            "objective": ("cross-entropy of p(y | x_t, sigma(t)), t ~ U(%g, 1)" % s["eps"]) if is_clf
+            "objective": ("cross-entropy of p(y | x_t, sigma(t)), t = %g + (1 - %g) u^%g, u ~ U(0, 1)"
+                          % (s["eps"], s["eps"], s["t_power"])) if is_clf
             else "continuous DSM, t ~ U(%g, 1), %s" % (
                 s["eps"], "mean over dims" if s["reduce_mean"] else "1/2 sum over dims"),
             "steps": int(ck["step"]),
