@@ -56,22 +56,27 @@ def test_fmnist_vp_samples_look_like_fashion_mnist(api):
 
 
 def test_fmnist_vp_class_conditional_samples_are_of_the_class(api):
-    """Guided by fmnist-classifier: a sample's nearest Fashion-MNIST class mean is the
-    requested class for most samples of two well-separated classes."""
+    """Guided by fmnist-classifier, samples of two well-separated classes are mostly nearest to
+    the requested class's Fashion-MNIST mean image, far more often than the same seeds drawn
+    without guidance are (nearest-mean is a crude classifier: it errs on textured samples)."""
     info = require(api, VP)
     if "Trouser" not in (info.get("labels") or []):
         pytest.skip("fmnist-vp has no guidance classifier")
     means, labels = class_means()
     flat = means.reshape(10, -1).astype(np.float64)
-    hits = 0
-    for label in ("Trouser", "Bag"):
-        r = api.post(f"/v1/models/{VP}/samples", json={"n": 6, "seed": 5, "format": "json",
-                                                       "label": label, "guidance": 2,
-                                                       "sampler": ODE}, expect=200)
-        for im in images_of(r.doc):
-            nearest = int(np.argmin(((flat - im.reshape(1, -1)) ** 2).sum(1)))
-            hits += labels[nearest] == label
-    assert hits >= 9, f"{hits}/12 guided samples nearest to the requested class mean"
+
+    def hits(label, guided):
+        body = {"n": 8, "seed": 5, "format": "json", "sampler": ODE}
+        if guided:
+            body.update(label=label, guidance=2)
+        r = api.post(f"/v1/models/{VP}/samples", json=body, expect=200)
+        return sum(labels[int(np.argmin(((flat - im.reshape(1, -1)) ** 2).sum(1)))] == label
+                   for im in images_of(r.doc))
+
+    guided = sum(hits(label, True) for label in ("Trouser", "Bag"))
+    plain = sum(hits(label, False) for label in ("Trouser", "Bag"))
+    print(f"guided {guided}/16, unguided {plain}/16 nearest to the class mean")
+    assert guided >= 10 and guided >= plain + 5, (guided, plain)
 
 
 def test_fmnist_vp_inpainting_continues_the_kept_half(api):
