@@ -7,9 +7,10 @@
   guided    docs/examples/fmnist-vp-guided.png: one row per Fashion-MNIST class, 8 samples
             guided by fmnist-classifier (ODE Heun 50 steps, guidance weight --guidance)
   inpaint   docs/examples/fmnist-vp-inpaint.png: held-out test images; per row the input
-            with the area to generate shown in red, then 4 inpaintings (PC sampler)
+            with the area to generate shown in red, then 4 inpaintings (PC sampler: reverse
+            diffusion + Langevin, snr 0.16, --pc-steps noise levels)
   colorize  docs/examples/emoji-vp-colorize.png: held-out emoji; per row the original, its
-            gray version (the input), then 4 colorizations (PC sampler)
+            gray version (the input), then 4 colorizations (the same PC sampler)
 
 Every picture is upscaled 3x (nearest) with labels; the command lines are printed.  Needs the
 Debian packages dataset-fashion-mnist and fonts-noto-color-emoji for the held-out inputs.
@@ -32,7 +33,7 @@ import datasets  # noqa: E402
 
 SCORED = os.path.join(ROOT, "scored")
 PC = ["--sampler", "pc", "--predictor", "reverse_diffusion", "--corrector", "langevin",
-      "--snr", "0.16", "--steps", "500"]
+      "--snr", "0.16"]
 
 
 def run(*args):
@@ -95,7 +96,7 @@ def guided(out_dir, weight):
     sheet(rows, names).save(os.path.join(out_dir, "fmnist-vp-guided.png"))
 
 
-def inpaint(out_dir):
+def inpaint(out_dir, pc_steps):
     x, _ = datasets.load_fashion_mnist("test")
     picks = [0, 1, 2, 3, 5]
     masks = []
@@ -113,14 +114,15 @@ def inpaint(out_dir):
             Image.fromarray(x[p]).save(img)
             Image.fromarray(m).save(msk)
             run("inpaint", "--model", os.path.join(ROOT, "models/fmnist-vp.safetensors"),
-                "--image", img, "--mask", msk, "--n", 4, "--seed", i, *PC, "--out", npy)
+                "--image", img, "--mask", msk, "--n", 4, "--seed", i, *PC, "--steps", pc_steps,
+                "--out", npy)
             shown = np.repeat(x[p][:, :, None], 3, axis=2).copy()
             shown[m == 0] = (shown[m == 0] * 0.4 + np.array([150, 0, 0])).astype(np.uint8)
             rows.append([shown] + list(to_u8(np.load(npy))))
-    sheet(rows, ["input"] * len(rows), label_w=0).save(os.path.join(out_dir, "fmnist-vp-inpaint.png"))
+    sheet(rows, label_w=0).save(os.path.join(out_dir, "fmnist-vp-inpaint.png"))
 
 
-def colorize(out_dir):
+def colorize(out_dir, pc_steps):
     x, _ = datasets.load_emoji32("test")
     picks = [5, 17, 40, 63, 90, 120]
     rows = []
@@ -131,7 +133,7 @@ def colorize(out_dir):
             img, npy = os.path.join(d, f"{i}.png"), os.path.join(d, f"{i}.npy")
             Image.fromarray(gray).save(img)
             run("colorize", "--model", os.path.join(ROOT, "models/emoji-vp.safetensors"),
-                "--image", img, "--n", 4, "--seed", i, *PC, "--out", npy)
+                "--image", img, "--n", 4, "--seed", i, *PC, "--steps", pc_steps, "--out", npy)
             rows.append([rgb, np.repeat(gray[:, :, None], 3, axis=2)] + list(to_u8(np.load(npy))))
     sheet(rows, label_w=0).save(os.path.join(out_dir, "emoji-vp-colorize.png"))
 
@@ -141,6 +143,7 @@ def main(argv=None):
     ap.add_argument("--what", default="samples,guided,inpaint,colorize")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "examples"))
     ap.add_argument("--guidance", type=float, default=2.0)
+    ap.add_argument("--pc-steps", type=int, default=500, help="PC noise levels for inpaint/colorize")
     a = ap.parse_args(argv)
     if not os.path.exists(SCORED):
         sys.exit("make_examples: ./scored is not built (run make)")
@@ -152,9 +155,9 @@ def main(argv=None):
         elif what == "guided":
             guided(a.out, a.guidance)
         elif what == "inpaint":
-            inpaint(a.out)
+            inpaint(a.out, a.pc_steps)
         elif what == "colorize":
-            colorize(a.out)
+            colorize(a.out, a.pc_steps)
         else:
             sys.exit(f"make_examples: unknown --what {what!r}")
     return 0
