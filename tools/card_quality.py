@@ -52,8 +52,9 @@ def fid_section(path, prefix):
 
 def bpd_section(spec):
     path, set_name = spec.rsplit(":", 1)
-    b = [r["bits_per_dim"] for r in rows(path) if r["set"] == set_name]
-    nfe = [r["nfe"] for r in rows(path) if r["set"] == set_name]
+    latest = {r["index"]: r for r in rows(path) if r["set"] == set_name}  # one row per image
+    b = [r["bits_per_dim"] for r in latest.values()]
+    nfe = [r["nfe"] for r in latest.values()]
     if not b:
         raise ValueError(f"{path}: no rows of set {set_name}")
     n = len(b)
