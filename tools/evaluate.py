@@ -357,9 +357,7 @@ def cmd_anomaly(a):
     if not 0 < a.quantile < 1:
         raise EvalError("--quantile must be in (0, 1)")
     rows = read_bpd_rows(a.inputs)
-    ood_names = [s for s in a.ood_sets.split(",") if s]
-    if not ood_names:
-        raise EvalError("--ood-sets is empty")
+    ood_names = [s for s in a.ood_sets.split(",") if s]  # none: calibrate thresholds only
     cache = {}
 
     def images_of(name):
@@ -385,8 +383,8 @@ def cmd_anomaly(a):
         out["ood"][name] = r
         means["bpd"].append(r["auroc_bpd"])
         means["complexity"].append(r["auroc_complexity"])
-    mean_auc = {k: round(float(np.mean(v)), 4) for k, v in means.items()}
-    better = "complexity" if mean_auc["complexity"] > mean_auc["bpd"] else "bpd"
+    mean_auc = {k: round(float(np.mean(v)), 4) for k, v in means.items() if v}
+    better = "complexity" if mean_auc and mean_auc["complexity"] > mean_auc["bpd"] else "bpd"
     out["mean_auroc"] = mean_auc
     out["better"] = better
     h = len(in_bpd) // 2
@@ -412,7 +410,8 @@ def cmd_anomaly(a):
                       for k, v in out["ood"].items()},
             "how_made": (f"tools/evaluate.py anomaly: bits/dim rows of {', '.join(a.inputs)} "
                          f"(tools/eval_likelihood.py); {a.in_set} images with {len(in_bpd)} rows; "
-                         f"score {better} (higher mean AUROC over {', '.join(ood_names)}); "
+                         + (f"score {better} (higher mean AUROC over {', '.join(ood_names)}); "
+                            if ood_names else "score bpd (no out-of-distribution sets measured); ") +
                          f"threshold = the {a.quantile:g} quantile of the first {h} in-distribution "
                          f"rows, false-positive rate on the next {h}")}}
         with open(a.card_out, "w") as f:
