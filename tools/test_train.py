@@ -87,6 +87,24 @@ def test_score_training_exports_and_resumes_bit_for_bit(tmp_path):
     nets.load_model_file(str(tmp_path / "a.safetensors"))  # every tensor matches the config
 
 
+def test_init_from_starts_from_a_model_files_weights(tmp_path):
+    a = tmp_path / "a.safetensors"
+    train(tmp_path, TINY_SCORE, "first", "--steps", "2", "--export", str(a))
+    b = tmp_path / "b.safetensors"
+    train(tmp_path, TINY_SCORE, "second", "--steps", "0", "--init-from", str(a), "--export", str(b))
+    ta, _ = st.load(str(a))
+    tb, _ = st.load(str(b))
+    assert set(ta) == set(tb) and all(np.array_equal(ta[k], tb[k]) for k in ta)
+    other = json.loads(json.dumps(TINY_SCORE))
+    other["model"]["nf"] = 16
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(other))
+    p = subprocess.run([PY, os.path.join(HERE, "train.py"), "--config", str(path), "--name", "bad",
+                        "--runs-dir", str(tmp_path / "runs"), "--steps", "0", "--init-from", str(a)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 1 and "nf" in p.stderr
+
+
 def test_classifier_training_exports_labels_and_accuracy(tmp_path):
     out = tmp_path / "clf.safetensors"
     train(tmp_path, TINY_CLASSIFIER, "clf", "--steps", "3", "--export", str(out))

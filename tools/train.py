@@ -396,6 +396,21 @@ def export_model(path, cfg, name, model, ema, ck):
 # main
 # --------------------------------------------------------------------------------------
 
+def init_weights(model, cfg, path):
+    """Loads a model file's tensors into model; its architecture must equal cfg's."""
+    loaded, meta = nets.load_model_file(path)
+    free = {"ema_rate", "dropout", "init_scale", "beta_min", "beta_max", "sigma_min", "sigma_max",
+            "num_scales"}  # training settings, not the network's shape
+    want = {k: v for k, v in nets.architecture_fields(cfg).items() if k not in free}
+    have = {k: v for k, v in nets.architecture_fields(nets.config_from_metadata(meta)).items()
+            if k not in free}
+    if want != have:
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        raise ValueError(f"architecture differs from the config in {diff}")
+    model.load_state_dict(loaded.state_dict())
+    log(f"initialised from {path} ({meta.get('name')})")
+
+
 def command_line():
     argv = [sys.executable, os.path.relpath(os.path.abspath(sys.argv[0]))] + sys.argv[1:]
     cmd = " ".join(shlex.quote(a) for a in argv)
@@ -418,6 +433,8 @@ def main(argv=None):
     ap.add_argument("--export", help="write the EMA weights as a scored .safetensors file at the end")
     ap.add_argument("--export-only", action="store_true",
                     help="load runs/<name>/checkpoint.pt and only --export it")
+    ap.add_argument("--init-from", help="a new run starts from this model file's weights (e.g. a shipped "
+                    "model's EMA weights); fresh optimizer and EMA; the architecture must match")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
@@ -445,6 +462,10 @@ def main(argv=None):
             print(f"train: {ckpt_path} exists; use --resume (or another --name)", file=sys.stderr)
             return 1
         cfg = load_config(a.config)
+    if a.init_from and (a.resume or a.export_only):
+        print("train: --init-from starts a new run; it does not go with --resume or --export-only",
+              file=sys.stderr)
+        return 1
     if a.export_only and not a.export:
         print("train: --export-only needs --export PATH", file=sys.stderr)
         return 1
@@ -456,6 +477,12 @@ def main(argv=None):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=s["lr"], betas=(s["beta1"], 0.999), eps=s["adam_eps"],
                            weight_decay=s["weight_decay"])
+    if a.init_from:
+        try:
+            init_weights(model, cfg, a.init_from)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"train: --init-from {a.init_from}: {e}", file=sys.stderr)
+            return 1
     ema = EMA(params, s["ema_rate"])
     step, elapsed0, history, commands = 0, 0.0, [], []
     if ck is not None:
