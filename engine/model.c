@@ -55,6 +55,25 @@ static char *dup_str(const char *s)
     return d;
 }
 
+int model_json_labels(const json_t *labels, const char *what, char ***out, int *n, sc_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (!labels) return 0;
+    const size_t count = json_is_array(labels) ? json_array_size(labels) : 0;
+    if (!json_is_array(labels) || count > MODEL_MAX_LABELS)
+        return sc_fail(err, SC_ERR_FORMAT, "%s: \"labels\" must be an array of at most %d strings", what,
+                       MODEL_MAX_LABELS);
+    if (!(*out = calloc(count ? count : 1, sizeof(char *)))) return sc_fail(err, SC_ERR_NOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < count; i++) {
+        const char *l = json_string_value(json_array_get(labels, i));
+        if (!l) return sc_fail(err, SC_ERR_FORMAT, "%s: labels[%zu] is not a string", what, i);
+        if (!((*out)[i] = dup_str(l))) return sc_fail(err, SC_ERR_NOMEM, "%s: out of memory", what);
+        (*n)++;
+    }
+    return 0;
+}
+
 int model_json_common(const json_t *root, const char *path, sc_model **out, sc_error *err)
 {
     *out = NULL;
@@ -110,32 +129,8 @@ int model_json_common(const json_t *root, const char *path, sc_model **out, sc_e
     }
     m->centered = centered ? json_is_true(centered) : 1;
 
-    const json_t *labels = json_object_get(root, "labels");
-    if (labels) {
-        size_t n = json_is_array(labels) ? json_array_size(labels) : 0;
-        if (!json_is_array(labels) || n > MODEL_MAX_LABELS) {
-            rc = sc_fail(err, SC_ERR_FORMAT, "model: \"labels\" must be an array of at most %d strings",
-                         MODEL_MAX_LABELS);
-            goto fail;
-        }
-        m->labels = calloc(n ? n : 1, sizeof(char *));
-        if (!m->labels) {
-            rc = sc_fail(err, SC_ERR_NOMEM, "model: out of memory");
-            goto fail;
-        }
-        m->n_labels = (int)n;
-        for (size_t i = 0; i < n; i++) {
-            const char *l = json_string_value(json_array_get(labels, i));
-            if (!l) {
-                rc = sc_fail(err, SC_ERR_FORMAT, "model: labels[%zu] is not a string", i);
-                goto fail;
-            }
-            if (!(m->labels[i] = dup_str(l))) {
-                rc = sc_fail(err, SC_ERR_NOMEM, "model: out of memory");
-                goto fail;
-            }
-        }
-    }
+    if ((rc = model_json_labels(json_object_get(root, "labels"), "model", &m->labels, &m->n_labels, err)))
+        goto fail;
 
     const json_t *card = json_object_get(root, "card");
     if (card && !json_is_object(card)) {

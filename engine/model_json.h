@@ -10,6 +10,11 @@
 /* Allocates *out with the common fields filled from root; ops/impl left NULL. */
 int model_json_common(const json_t *root, const char *path, sc_model **out, sc_error *err);
 
+/* Parses a "labels" array (NULL: none) of at most MODEL_MAX_LABELS strings into *out (owned,
+ * n entries; at least one slot allocated when labels is present) and *n.  On error *out holds
+ * what was copied so far (free its *n entries, then it).  what names the document in messages. */
+int model_json_labels(const json_t *labels, const char *what, char ***out, int *n, sc_error *err);
+
 /* Parses {"type": "ve"|"vp"|"subvp", ...} into s (validated). */
 int model_json_sde(const json_t *obj, sde *s, sc_error *err);
 

@@ -351,24 +351,6 @@ fail:
 
 /* ---- classifiers ----------------------------------------------------------------------------- */
 
-/* The classifier's class names: none, or exactly one string per class. */
-static int classifier_labels(const char *path, const json_t *labels, int num_classes, net_classifier *c,
-                             sc_error *err)
-{
-    const size_t n = json_is_array(labels) ? json_array_size(labels) : 0;
-    if (n == 0) return 0;
-    if ((int)n != num_classes)
-        return sc_fail(err, SC_ERR_FORMAT, "%s: %zu labels for %d classes", path, n, num_classes);
-    if (!(c->labels = calloc(n, sizeof *c->labels))) return sc_fail(err, SC_ERR_NOMEM, "out of memory");
-    c->n_labels = (int)n;
-    for (size_t i = 0; i < n; i++) {
-        const char *l = json_string_value(json_array_get(labels, i));
-        if (!l) return sc_fail(err, SC_ERR_FORMAT, "%s: labels[%zu] is not a string", path, i);
-        if (!(c->labels[i] = strdup(l))) return sc_fail(err, SC_ERR_NOMEM, "out of memory");
-    }
-    return 0;
-}
-
 int net_classifier_load(const char *path, net_classifier **out, sc_error *err)
 {
     *out = NULL;
@@ -390,7 +372,9 @@ int net_classifier_load(const char *path, net_classifier **out, sc_error *err)
     }
     if (!rc && strcmp(cfg.name, "classifier") != 0)
         rc = sc_fail(err, SC_ERR_FORMAT, "%s: a classifier file needs architecture name \"classifier\"", path);
-    if (!rc) rc = classifier_labels(path, json_object_get(root, "labels"), cfg.num_classes, c, err);
+    if (!rc) rc = model_json_labels(json_object_get(root, "labels"), path, &c->labels, &c->n_labels, err);
+    if (!rc && c->n_labels && c->n_labels != cfg.num_classes) /* none, or one name per class */
+        rc = sc_fail(err, SC_ERR_FORMAT, "%s: %d labels for %d classes", path, c->n_labels, cfg.num_classes);
     json_decref(root);
     st_close(f);
     if (rc) {

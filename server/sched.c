@@ -47,14 +47,21 @@ static void number_queue(srv_model *sm)
     for (job *q = sm->queued_head; q; q = q->next_queued) q->queue_position = pos++;
 }
 
+/* Steps planned for a job: the most of its tasks' (0 = unknown in advance: adaptive rk45). */
+static long planned_steps(const job *j)
+{
+    long steps = 0;
+    for (int i = 0; i < j->n; i++)
+        if (j->tasks[i] && j->tasks[i]->steps > steps) steps = j->tasks[i]->steps;
+    return steps;
+}
+
 int sched_submit(srv *s, job *j, sc_error *err)
 {
     if (s->queued_count >= s->cfg.queue_limit)
         return sc_fail(err, SRV_ERR_QUEUE_FULL, "the queue is full (%d jobs); retry later", s->queued_count);
     srv_model *sm = j->sm;
-    /* steps planned, known before the job runs (0 = unknown: adaptive rk45) */
-    for (int i = 0; i < j->n; i++)
-        if (j->tasks[i] && j->tasks[i]->steps > j->steps) j->steps = j->tasks[i]->steps;
+    j->steps = planned_steps(j); /* known before the job runs */
     j->next_queued = NULL;
     if (sm->queued_tail) sm->queued_tail->next_queued = j;
     else sm->queued_head = j;
@@ -193,12 +200,11 @@ static char *preview_png(const job *j)
 /* Progress of a job from its tasks [loop]; then [locked] publication. */
 static void update_progress(srv *s, job *j)
 {
-    long step = -1, steps = 0, nfe = 0;
+    long step = -1, nfe = 0;
     for (int i = 0; i < j->n; i++) {
         const sc_task *t = j->tasks[i];
         long ts = t ? t->step : -1, tn = t ? t->nfe : 0;
         if (t && (step < 0 || ts < step)) step = ts;
-        if (t && t->steps > steps) steps = t->steps;
         if (tn > nfe) nfe = tn;
     }
     char *b64 = NULL;
@@ -207,7 +213,6 @@ static void update_progress(srv *s, job *j)
         b64 = preview_png(j);
     pthread_mutex_lock(&s->lock);
     if (step >= 0) j->step = step;
-    if (steps > j->steps) j->steps = steps;
     if (nfe > j->nfe) j->nfe = nfe;
     j->progress_seq++;
     if (b64) {

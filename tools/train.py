@@ -152,34 +152,31 @@ def mean_coeff(sde, t):
 
 def dsm_loss(model, cfg, s, x0):
     """Continuous-time DSM loss (spec 1.7) for a batch x0 (already scaled)."""
-    sde = s["sde"]
     B = x0.shape[0]
-    t = torch.rand(B) * (1.0 - s["eps"]) + s["eps"]
-    z = torch.randn_like(x0)
-    std = nets.marginal_std(sde, t).to(x0.dtype)
-    xt = mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * z
-    score = nets.score_fn(model, cfg, sde, xt, t, continuous=True)
+    xt, std, z, t = perturb(s["sde"], s, x0)
+    score = nets.score_fn(model, cfg, s["sde"], xt, t, continuous=True)
     per = torch.square(score * std[:, None, None, None] + z).reshape(B, -1)
     per = per.mean(dim=1) if s["reduce_mean"] else 0.5 * per.sum(dim=1)
     return per.mean()
 
 
 def perturb(sde, s, x0, t_power=1.0):
-    """(x_t, std(t)) for t = eps + (1 - eps) u^t_power, u ~ U(0, 1) (t_power 1: t ~ U(eps, 1);
-    above 1 more of the batch at small t), and z ~ N(0, I): the forward SDE's marginal."""
+    """(x_t, std(t), z, t) for t = eps + (1 - eps) u^t_power, u ~ U(0, 1) (t_power 1:
+    t ~ U(eps, 1); above 1 more of the batch at small t), z ~ N(0, I): the forward SDE's
+    marginal.  Draws t, then z, from torch's global generator."""
     B = x0.shape[0]
     t = torch.rand(B) ** t_power * (1.0 - s["eps"]) + s["eps"]
+    z = torch.randn_like(x0)
     std = nets.marginal_std(sde, t).to(x0.dtype)
-    xt = mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * \
-        torch.randn_like(x0)
-    return xt, std
+    xt = mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * z
+    return xt, std, z, t
 
 
 def classifier_loss(model, s, x0, y):
     """Noise-conditional classifier (spec 6.3): cross-entropy of p(y | x_t, sigma(t)) with
     x_t drawn from the training SDE's marginal at t = eps + (1 - eps) u^t_power (training.t_power,
     default 1: t ~ U(eps, 1)) and sigma = its std."""
-    xt, std = perturb(s["sde"], s, x0, s["t_power"])
+    xt, std, _, _ = perturb(s["sde"], s, x0, s["t_power"])
     return torch.nn.functional.cross_entropy(model(xt, std), y.long())
 
 
