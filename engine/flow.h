@@ -25,7 +25,15 @@ typedef struct likelihood_config {
     int dequantize;            /* 1: x holds 8-bit values; add uniform noise, report bpd */
 } likelihood_config;
 
+/* Largest data dimension D whose likelihood uses the exact divergence when the caller does
+ * not choose (see likelihood_config_model_default). */
+#define FLOW_AUTO_EXACT_D 16
+
+/* Defaults without a model: rk45 at rtol = atol = 1e-5, Hutchinson with one rademacher probe. */
 void likelihood_config_default(likelihood_config *c);
+/* The defaults for model m, used when the caller chooses no divergence: the exact divergence
+ * for D <= FLOW_AUTO_EXACT_D, otherwise Hutchinson with one rademacher probe. */
+void likelihood_config_model_default(likelihood_config *c, const sc_model *m);
 int likelihood_config_validate(const likelihood_config *c, const sc_model *m, sc_error *err);
 
 typedef struct likelihood_result {

@@ -301,9 +301,12 @@ static int get_sampler(const api_request *r, const json_t *p, int force_kind, sa
 
 static int get_likelihood_cfg(const api_request *r, const json_t *p, likelihood_config *c, sc_error *err)
 {
-    likelihood_config_default(c);
+    /* no exact_divergence, hutchinson or probes field: exact for small D, else one rademacher
+     * probe (likelihood_config_model_default); hutchinson or probes alone mean Hutchinson */
+    likelihood_config_model_default(c, r->model);
     long probes, steps;
-    int exact = 0, rc;
+    int exact = c->exact_divergence, rc;
+    if (json_object_get(p, "hutchinson") || json_object_get(p, "probes")) exact = 0;
     const json_t *h = json_object_get(p, "hutchinson");
     if (h) {
         if (!json_is_string(h) || probe_kind_from_str(json_string_value(h), &c->probe))
@@ -315,7 +318,7 @@ static int get_likelihood_cfg(const api_request *r, const json_t *p, likelihood_
     if ((rc = get_int(p, "probes", 1, FLOW_MAX_PROBES, 1, &probes, err)) ||
         (rc = get_int(p, "steps", 1, r->max_steps, 100, &steps, err)) ||
         (rc = get_num(p, "rtol", 1e-5, &c->rtol, err)) || (rc = get_num(p, "atol", 1e-5, &c->atol, err)) ||
-        (rc = get_num(p, "eps", 0, &c->eps, err)) || (rc = get_bool(p, "exact_divergence", 0, &exact, err)))
+        (rc = get_num(p, "eps", 0, &c->eps, err)) || (rc = get_bool(p, "exact_divergence", exact, &exact, err)))
         return rc;
     c->probes = (int)probes;
     c->steps = (int)steps;

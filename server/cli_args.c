@@ -93,8 +93,9 @@ int cli_usage_error(cli_command cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "scored: %s: %s\nTry 'scored %s --help' for usage.\n", cli_command_name(cmd),
-            msg, cli_command_name(cmd));
+    /* one line: other programs read the first stderr line as the reason */
+    fprintf(stderr, "scored: %s: %s (see 'scored %s --help')\n", cli_command_name(cmd), msg,
+            cli_command_name(cmd));
     return CLI_EXIT_USAGE;
 }
 

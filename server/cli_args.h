@@ -96,7 +96,8 @@ typedef struct cli_args {
  * --help, or one error on stderr.  Returns CLI_CONTINUE, or the exit code to return now. */
 int cli_parse(cli_command cmd, const char *usage, int argc, char **argv, cli_args *a);
 
-/* Prints "scored: <cmd>: <message>" and a pointer to --help on stderr; returns CLI_EXIT_USAGE. */
+/* Prints one stderr line, "scored: <cmd>: <message> (see 'scored <cmd> --help')"; returns
+ * CLI_EXIT_USAGE. */
 int cli_usage_error(cli_command cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Usage error unless option `opt` was given. */

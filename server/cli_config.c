@@ -133,16 +133,19 @@ void cli_sampler_describe(const sampler_config *cfg, const sc_model *m, char *bu
 int cli_likelihood_config(const sc_model *m, const cli_args *a, likelihood_config *cfg,
                           sc_error *err)
 {
-    likelihood_config_default(cfg);
+    /* no --exact-div, --probes or --hutchinson: exact for small D, else one rademacher probe */
+    likelihood_config_model_default(cfg, m);
     if (a->seen[CLI_OPT_SOLVER]) cfg->solver = a->solver;
     if (a->seen[CLI_OPT_RTOL]) cfg->rtol = a->rtol;
     if (a->seen[CLI_OPT_ATOL]) cfg->atol = a->atol;
     if (a->seen[CLI_OPT_STEPS]) cfg->steps = a->steps;
     if (a->seen[CLI_OPT_EPS]) cfg->eps = a->eps;
+    int hutchinson = a->seen[CLI_OPT_PROBES] || a->seen[CLI_OPT_HUTCHINSON];
+    if (hutchinson) cfg->exact_divergence = 0; /* asked for probes: Hutchinson even for small D */
     if (a->seen[CLI_OPT_EXACT_DIV]) cfg->exact_divergence = 1;
     if (a->seen[CLI_OPT_PROBES]) cfg->probes = a->probes;
     if (a->seen[CLI_OPT_HUTCHINSON]) cfg->probe = a->hutchinson;
-    if (cfg->exact_divergence && (a->seen[CLI_OPT_PROBES] || a->seen[CLI_OPT_HUTCHINSON]))
+    if (a->seen[CLI_OPT_EXACT_DIV] && hutchinson)
         return sc_fail(err, SC_ERR_INVALID,
                        "--exact-div computes the divergence exactly; drop --probes / --hutchinson");
     return prefixed(likelihood_config_validate(cfg, m, err), "likelihood settings", err);

@@ -46,8 +46,7 @@ static void print_usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "scored: missing command\n");
-        print_usage(stderr);
+        fprintf(stderr, "scored: missing command (see 'scored --help')\n");
         return CLI_EXIT_USAGE;
     }
     const char *cmd = argv[1];
@@ -60,8 +59,7 @@ int main(int argc, char **argv)
                 char *sub_argv[] = {argv[2], help_opt, NULL};
                 return subcommands[i].main(2, sub_argv);
             }
-            fprintf(stderr, "scored: unknown command '%s'\nTry 'scored --help' for usage.\n",
-                    argv[2]);
+            fprintf(stderr, "scored: unknown command '%s' (see 'scored --help')\n", argv[2]);
             return CLI_EXIT_USAGE;
         }
         print_usage(stdout);
@@ -73,10 +71,11 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < N_SUBCOMMANDS; i++)
         if (strcmp(cmd, subcommands[i].name) == 0) return subcommands[i].main(argc - 1, argv + 1);
+    /* every error is one stderr line, the pointer to --help included */
     if (cmd[0] == '-')
-        fprintf(stderr, "scored: unknown option '%s' (give a command first)\n", cmd);
+        fprintf(stderr, "scored: unknown option '%s' (give a command first; see 'scored --help')\n",
+                cmd);
     else
-        fprintf(stderr, "scored: unknown command '%s'\n", cmd);
-    fprintf(stderr, "Try 'scored --help' for usage.\n");
+        fprintf(stderr, "scored: unknown command '%s' (see 'scored --help')\n", cmd);
     return CLI_EXIT_USAGE;
 }

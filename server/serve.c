@@ -120,14 +120,14 @@ static int parse_config(int argc, char **argv, srv_config *c)
             return -1;
         }
         if (ch == '?' || ch == ':') {
-            fprintf(stderr, "scored: serve: unknown option or missing value: %s\nTry 'scored serve --help'\n",
+            fprintf(stderr, "scored: serve: unknown option or missing value: %s (see 'scored serve --help')\n",
                     argv[optind - 1]);
             return 2;
         }
         if (apply(c, ch, optarg)) return 1;
     }
     if (optind < argc) {
-        fprintf(stderr, "scored: serve: unexpected argument '%s'\nTry 'scored serve --help'\n", argv[optind]);
+        fprintf(stderr, "scored: serve: unexpected argument '%s' (see 'scored serve --help')\n", argv[optind]);
         return 2;
     }
     return 0;

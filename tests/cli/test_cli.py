@@ -230,6 +230,43 @@ def test_likelihood_hutchinson_matches_exact(tmp_path):
     assert abs(exact[0]["log_likelihood_nats"] - analytic) < 0.05
 
 
+def gaussian_model(tmp_path, D):
+    """One standard-ish Gaussian in D dimensions (a 1-component mixture) written to tmp_path."""
+    doc = {"kind": "gmm", "name": f"gauss-{D}", "shape": [D],
+           "sde": {"type": "vp", "beta_min": 0.1, "beta_max": 20, "N": 1000},
+           "weights": [1.0], "means": [[0.1] * D], "stds": [[0.5] * D]}
+    path = tmp_path / f"gauss-{D}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("D", [16, 17])
+def test_likelihood_default_divergence_by_dimension(tmp_path, D):
+    # no --exact-div, --probes or --hutchinson: exact for D <= 16, one rademacher probe above
+    model = gaussian_model(tmp_path, D)
+    x = tmp_path / "x.npy"
+    pts = np.random.RandomState(D).normal(0.1, 0.5, (3, D))
+    np.save(x, pts)
+    default = ok("likelihood", "--model", model, "--input", x)
+    exact = ok("likelihood", "--model", model, "--input", x, "--exact-div")
+    probe = ok("likelihood", "--model", model, "--input", x, "--probes", 1)
+    assert "divergence=exact" in exact.stderr
+    assert "divergence=hutchinson probes=1 probe=rademacher" in probe.stderr
+    if D <= 16:
+        assert "divergence=exact" in default.stderr
+        assert default.stdout == exact.stdout
+    else:
+        assert "divergence=hutchinson probes=1 probe=rademacher" in default.stderr
+        assert default.stdout == probe.stdout
+    # the exact answer: log N(x; 0.1, 0.25 I), to ODE accuracy
+    truth = (-0.5 * ((pts - 0.1) ** 2).sum(axis=1) / 0.25 - 0.5 * D * math.log(2 * math.pi * 0.25))
+    got = np.array([d["log_likelihood_nats"] for d in likelihood_lines(exact.stdout)])
+    assert np.abs(got - truth).max() < 0.05
+    # choosing probes keeps Hutchinson, even for small D
+    gauss = ok("likelihood", "--model", model, "--input", x, "--hutchinson", "gaussian")
+    assert "divergence=hutchinson probes=1 probe=gaussian" in gauss.stderr
+
+
 def test_likelihood_png_bits_per_dim(tmp_path):
     img = fmnist_image(tmp_path, seed=3)
     (d,) = likelihood_lines(ok("likelihood", "--model", FMNIST, "--input", img).stdout)
@@ -375,6 +412,266 @@ def test_models_lists_bundled(tmp_path):
     assert "bad.json" in r.stderr
 
 
+# ---- the issue's literal command lines ----------------------------------------------------------
+# Other programs call scored with exactly these spellings (issue 2, "CLI"), so each line below is
+# the issue's command line as written, on the bundled analytic models.  Only --n and --steps are
+# smaller where the literal line would be slow on fmnist-gmm (784 dimensions); every option name
+# and value spelling is the issue's.
+
+def lit(line, **fmt):
+    """Runs `scored <line>` (placeholders filled from fmt), which must succeed."""
+    import shlex
+    return ok(*shlex.split(line.format(**fmt)))
+
+
+def gmm2d_model():
+    doc = json.loads((REPO / GMM2D).read_text())
+    return (np.array(doc["weights"]), np.array(doc["means"], dtype=float),
+            np.array(doc["stds"], dtype=float), doc["sde"])
+
+
+def vp_marginal(t, sde):
+    """a(t) and std(t) of the VP SDE (spec §1)."""
+    lmc = -0.25 * t * t * (sde["beta_max"] - sde["beta_min"]) - 0.5 * t * sde["beta_min"]
+    return math.exp(lmc), math.sqrt(1 - math.exp(2 * lmc))
+
+
+def gmm2d_log_density(x, t=0.0):
+    """log p_t(x) of gmm-2d diffused to time t (t = 0: the data density)."""
+    w, mu, s, sde = gmm2d_model()
+    a, sd = vp_marginal(t, sde) if t > 0 else (1.0, 0.0)
+    var = a * a * s * s + sd * sd  # (K,)
+    d2 = ((x[:, None, :] - a * mu[None]) ** 2).sum(axis=2)  # (n, K)
+    logk = np.log(w) - d2 / (2 * var) - np.log(2 * math.pi * var)
+    m = logk.max(axis=1, keepdims=True)
+    return (m + np.log(np.exp(logk - m).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def gmm2d_score(x, t):
+    w, mu, s, sde = gmm2d_model()
+    a, sd = vp_marginal(t, sde)
+    var = a * a * s * s + sd * sd
+    diff = a * mu[None] - x[:, None, :]  # (n, K, 2)
+    logk = np.log(w) - (diff ** 2).sum(axis=2) / (2 * var) - np.log(2 * math.pi * var)
+    post = np.exp(logk - logk.max(axis=1, keepdims=True))
+    post /= post.sum(axis=1, keepdims=True)
+    return (post[:, :, None] * diff / var[None, :, None]).sum(axis=1)
+
+
+def near_ring(x):
+    """Median distance of 2-D samples to the nearest mode of gmm-2d."""
+    return np.median(np.linalg.norm(x[:, None, :] - MODES[None], axis=2).min(axis=1))
+
+
+def grid_size(n, side=28, pad=2):
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    return cols * side + (cols + 1) * pad, rows * side + (rows + 1) * pad
+
+
+def summary(stderr, key):
+    return stderr.split(f"{key}=")[1].split()[0]
+
+
+PC_LINE = ("sample --model {m} --n {n} --seed 7 --sampler pc --predictor reverse_diffusion "
+           "--corrector langevin --snr 0.16 --corrector-steps 1 --steps {steps}")
+
+
+def test_literal_sample_pc_npy(tmp_path):
+    out = tmp_path / "out.npy"
+    r = lit(PC_LINE + " --out {out}", m=GMM2D, n=16, steps=1000, out=out)
+    x = np.load(out)
+    assert x.shape == (16, 2) and x.dtype == np.float32 and np.all(np.isfinite(x))
+    assert near_ring(x) < 0.3
+    assert "predictor=reverse_diffusion corrector=langevin snr=0.16 corrector_steps=1 steps=1000" \
+        in r.stderr
+    assert float(summary(r.stderr, "mean_nfe")) == 2000  # one predictor + one corrector step
+    # [--eps E] [--no-denoise]
+    out2 = tmp_path / "eps.npy"
+    r = lit(PC_LINE + " --eps 1e-3 --no-denoise --out {out}", m=GMM2D, n=16, steps=1000, out=out2)
+    assert "eps=0.001 denoise=off" in r.stderr
+    y = np.load(out2)
+    assert y.shape == (16, 2) and np.all(np.isfinite(y)) and near_ring(y) < 0.3
+    assert not np.array_equal(x, y)  # no final denoising step: a different last step
+
+
+def test_literal_sample_pc_png(tmp_path):
+    out = tmp_path / "out.png"
+    r = lit(PC_LINE + " --out {out}", m=FMNIST, n=16, steps=100, out=out)
+    assert png_size(out) == grid_size(16) == (122, 122)  # a 4x4 grid
+    img = read_png(out)
+    assert img.shape == (122, 122, 1) and img.std() > 10
+    assert "n=16" in r.stderr and "corrector=langevin" in r.stderr
+    one = tmp_path / "one.png"
+    lit(PC_LINE + " --eps 1e-3 --no-denoise --out {out}", m=FMNIST, n=1, steps=100, out=one)
+    assert png_size(one) == (28, 28)
+
+
+@pytest.mark.parametrize("solver", ["rk45", "euler", "heun"])
+def test_literal_sample_ode(tmp_path, solver):
+    out = tmp_path / "ode.npy"
+    tol = " --rtol 1e-5 --atol 1e-5" if solver == "rk45" else " --steps 200"
+    r = lit("sample --model {m} --n 16 --seed 3 --sampler ode --solver {s}" + tol + " --out {out}",
+            m=GMM2D, s=solver, out=out)
+    x = np.load(out)
+    assert x.shape == (16, 2) and np.all(np.isfinite(x)) and near_ring(x) < 0.3
+    assert f"sampler=ode solver={solver}" in r.stderr
+    nfe = float(summary(r.stderr, "mean_nfe"))
+    if solver == "rk45":
+        assert 20 < nfe < 2000 and "rtol=1e-05 atol=1e-05" in r.stderr
+    else:  # fixed steps: 1 (euler) or 2 (heun) evaluations per step, plus the denoising step
+        assert nfe == 200 * (1 if solver == "euler" else 2) + 1
+    png = tmp_path / "ode.png"
+    lit("sample --model {m} --n 2 --seed 3 --sampler ode --solver {s} --rtol 1e-3 --atol 1e-3 "
+        "--steps 20 --out {out}", m=FMNIST, s=solver, out=png)
+    assert png_size(png) == grid_size(2) == (62, 32)
+
+
+def test_literal_sample_label_guidance(tmp_path):
+    out = tmp_path / "g.npy"
+    r = lit("sample --model {m} --n 16 --seed 4 --sampler ode --solver rk45 --label 5 --guidance 2 "
+            "--out {out}", m=GMM2D, out=out)
+    x = np.load(out)
+    assert x.shape == (16, 2) and "label=5 guidance=2" in r.stderr
+    assert np.linalg.norm(x - MODES[5], axis=1).max() < 0.6
+    # an image model, the label by name: every sample is nearest its class mean
+    img = tmp_path / "g.npy"
+    lit("sample --model {m} --n 4 --seed 4 --sampler ode --solver heun --steps 50 "
+        "--label Sneaker --guidance 1 --out {out}", m=FMNIST, out=img)
+    x = np.load(img)
+    assert x.shape == (4, 1, 28, 28) and np.all(np.isfinite(x))
+    doc = json.loads((REPO / FMNIST).read_text())
+    sneaker = doc["labels"].index("Sneaker")
+    means = np.array(doc["means"])
+    nearest = np.linalg.norm(x.reshape(4, 1, -1) - means[None], axis=2).argmin(axis=1)
+    assert np.all(nearest == sneaker)
+
+
+LIK_POINTS = np.array([[1.02, 0.03], [0.0, -0.97], [-0.68, 0.74], [0.3, 0.2]])
+
+
+@pytest.mark.parametrize("opts,tol", [
+    ("--exact-div", 0.05),
+    ("--exact-div --rtol 1e-7 --atol 1e-7 --seed 1", 0.01),
+    ("--probes 16 --hutchinson rademacher --seed 2", None),
+    ("--probes 16 --hutchinson gaussian --rtol 1e-5 --atol 1e-5 --seed 3", None),
+    ("--hutchinson gaussian", "one probe"),
+    ("--probes 1", "one probe"),
+    ("", 0.05),  # D = 2: the exact divergence by default
+])
+def test_literal_likelihood_npy(tmp_path, opts, tol):
+    x = tmp_path / "x.npy"
+    np.save(x, LIK_POINTS)
+    r = lit("likelihood --model {m} --input {x} " + opts, m=GMM2D, x=x)
+    lines = likelihood_lines(r.stdout)
+    assert [d["index"] for d in lines] == [0, 1, 2, 3]
+    truth = gmm2d_log_density(LIK_POINTS)
+    for d, want in zip(lines, truth):
+        assert set(d) <= {"index", "log_likelihood_nats", "nfe", "log_likelihood_se"}
+        assert isinstance(d["nfe"], int) and 10 < d["nfe"] < 5000
+        assert math.isfinite(d["log_likelihood_nats"])
+        if tol is None:  # 16 probes: within 3 standard errors (plus the ODE's own error)
+            assert d["log_likelihood_se"] > 0
+            assert abs(d["log_likelihood_nats"] - want) < 3 * d["log_likelihood_se"] + 0.05, d
+        elif tol == "one probe":  # unbiased but noisy: tens of nats off the ring (index 3)
+            assert "log_likelihood_se" not in d
+            assert d["index"] == 3 or abs(d["log_likelihood_nats"] - want) < 8, (d, want)
+        else:
+            assert "log_likelihood_se" not in d
+            assert abs(d["log_likelihood_nats"] - want) < tol, (d, want)
+    assert summary(r.stderr, "divergence") == ("exact" if "--probes" not in opts and
+                                               "--hutchinson" not in opts else "hutchinson")
+
+
+def test_literal_likelihood_png(tmp_path):
+    img = fmnist_image(tmp_path, seed=11)
+    for opts in ("", "--probes 2 --hutchinson gaussian --rtol 1e-4 --atol 1e-4 --seed 5",
+                 "--hutchinson rademacher --seed 6"):
+        r = lit("likelihood --model {m} --input {x} " + opts, m=FMNIST, x=img)
+        (d,) = likelihood_lines(r.stdout)
+        assert d["index"] == 0 and d["nfe"] > 10
+        assert math.isfinite(d["log_likelihood_nats"]) and math.isfinite(d["bits_per_dim"])
+        assert 0 < d["bits_per_dim"] < 8
+        # bits/dim with the §5 offset for 8-bit data rescaled to [-1, 1]
+        assert d["bits_per_dim"] == pytest.approx(
+            -d["log_likelihood_nats"] / (784 * math.log(2)) + 7, rel=1e-6)
+        assert ("log_likelihood_se" in d) == ("--probes 2" in opts)
+        assert "divergence=hutchinson" in r.stderr  # D = 784: probes by default
+
+
+def test_literal_score(tmp_path):
+    pts = (0.9 * MODES + 0.05).astype(np.float32)
+    x, s1, s2, tf = (tmp_path / f for f in ("x.npy", "s1.npy", "s2.npy", "t.npy"))
+    np.save(x, pts)
+    lit("score --model {m} --input {x} --t 0.3 --out {out}", m=GMM2D, x=x, out=s1)
+    sc = np.load(s1)
+    assert sc.shape == (8, 2) and sc.dtype == np.float32
+    want = gmm2d_score(pts.astype(float), 0.3)
+    assert np.allclose(sc, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    ts = np.linspace(0.01, 1.0, 8)
+    np.save(tf, ts)
+    lit("score --model {m} --input {x} --t-file {tf} --out {out}", m=GMM2D, x=x, tf=tf, out=s2)
+    sc2 = np.load(s2)
+    assert sc2.shape == (8, 2)
+    for i, t in enumerate(ts):
+        want = gmm2d_score(pts[i:i + 1].astype(float), t)[0]
+        assert np.allclose(sc2[i], want, rtol=1e-3, atol=1e-3 * np.abs(want).max()), (t, sc2[i], want)
+
+
+def test_literal_encode_decode(tmp_path):
+    pts = (MODES[[1, 4]] + 0.03).astype(np.float32)
+    x, z, back = tmp_path / "x.npy", tmp_path / "z.npy", tmp_path / "back.npy"
+    np.save(x, pts)
+    lit("encode --model {m} --input {x} --out {z}", m=GMM2D, x=x, z=z)
+    zz = np.load(z)
+    assert zz.shape == (2, 2) and np.all(np.isfinite(zz)) and np.abs(zz).max() < 6
+    r = lit("decode --model {m} --input {z} --out {out} --no-denoise", m=GMM2D, z=z, out=back)
+    assert "denoise=off" in r.stderr
+    assert np.abs(np.load(back) - pts).max() < 1e-2
+    # PNG in, latent .npy out; latent in, PNG out
+    img = fmnist_image(tmp_path, seed=12)
+    zi, png = tmp_path / "zi.npy", tmp_path / "back.png"
+    lit("encode --model {m} --input {x} --out {z}", m=FMNIST, x=img, z=zi)
+    lat = np.load(zi)
+    assert lat.shape == (1, 1, 28, 28) and np.all(np.isfinite(lat))
+    assert 0.5 < lat.std() < 1.5  # a latent of the N(0, I) prior
+    lit("decode --model {m} --input {z} --out {out}", m=FMNIST, z=zi, out=png)
+    assert png_size(png) == (28, 28)
+    assert np.abs(read_png(png).astype(int) - read_png(img).astype(int)).max() <= 2
+
+
+def test_literal_inpaint_colorize(tmp_path):
+    img = fmnist_image(tmp_path, seed=13)
+    mask = tmp_path / "mask.png"
+    m = np.zeros((28, 28), dtype=np.uint8)
+    m[:14] = 255  # keep the top half
+    write_png(mask, m)
+    out = tmp_path / "out.png"
+    lit("inpaint --model {m} --image {img} --mask {mask} --out {out}", m=FMNIST, img=img,
+        mask=mask, out=out)
+    assert png_size(out) == (28, 28)
+    assert np.array_equal(read_png(out)[:14], read_png(img)[:14])
+    model = rgb_model(tmp_path)
+    gray, col = tmp_path / "gray.png", tmp_path / "color.png"
+    write_png(gray, np.random.RandomState(2).randint(0, 256, (8, 8)).astype(np.uint8))
+    lit("colorize --model {m} --image {img} --out {out}", m=model, img=gray, out=col)
+    assert read_png(col).shape == (8, 8, 3)
+
+
+def test_literal_models(tmp_path):
+    for line in ("models", "models {d}"):
+        rows = [r.split() for r in lit(line, d=REPO / "models").stdout.strip().splitlines()]
+        by_name = {r[0]: r for r in rows}
+        assert by_name["gmm-2d"][1:4] == ["gmm", "[2]", "vp(beta_min=0.1,beta_max=20,N=1000)"]
+        assert by_name["fmnist-gmm"][2] == "[1,28,28]"
+        assert by_name["gmm-2d-ve"][3].startswith("ve(")
+    d = tmp_path / "only"
+    d.mkdir()
+    (d / "x.json").write_text((REPO / GMM2D).read_text())
+    rows = lit("models {d}", d=d).stdout.strip().splitlines()
+    assert len(rows) == 1 and rows[0].split()[0] == "gmm-2d"
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 SUBVP = {"kind": "gmm", "name": "subvp-2d", "shape": [2],
@@ -422,6 +719,17 @@ BAD_CASES = [
     ("unknown-option", ["sample", "--model", GMM2D, "--out", "{out}.npy", "--frob"], 2, "--frob"),
     ("missing-out", ["sample", "--model", GMM2D], 2, "--out"),
     ("missing-value", ["sample", "--model", GMM2D, "--out", "{out}.npy", "--n"], 2, "--n"),
+    ("no-command", [], 2, "missing command"),
+    ("option-before-command", ["--frob"], 2, "--frob"),
+    ("help-unknown-command", ["help", "frobnicate"], 2, "frobnicate"),
+    ("unknown-short-option", ["likelihood", "-x", "--model", GMM2D, "--input", "{pts}"], 2, "-x"),
+    ("option-of-other-command", ["likelihood", "--model", GMM2D, "--input", "{pts}", "--snr",
+                                 "0.16"], 2, "--snr"),
+    ("unexpected-argument", ["sample", "--model", GMM2D, "--out", "{out}.npy", "extra"], 2,
+     "extra"),
+    ("score-t-and-t-file", ["score", "--model", GMM2D, "--input", "{pts}", "--t", "0.5",
+                            "--t-file", "{pts}", "--out", "{out}.npy"], 2, "--t-file"),
+    ("models-two-dirs", ["models", "{empty_dir}", "{empty_dir}"], 2, "unexpected argument"),
     ("n-zero", ["sample", "--model", GMM2D, "--out", "{out}.npy", "--n", "0"], 1, "--n"),
     ("n-too-many", ["sample", "--model", GMM2D, "--out", "{out}.npy", "--n", "5000"], 1, "--n"),
     ("n-garbage", ["sample", "--model", GMM2D, "--out", "{out}.npy", "--n", "5x"], 1, "--n"),
@@ -463,6 +771,8 @@ BAD_CASES = [
                             "{out}.npy"], 1, "none.npy"),
     ("probes-zero", ["likelihood", "--model", FMNIST, "--input", "{good_png}", "--probes", "0",
                      "--latent-out", "{out}.npy"], 1, "--probes"),
+    ("exact-div-and-probes", ["likelihood", "--model", GMM2D, "--input", "{pts}", "--exact-div",
+                              "--probes", "4"], 1, "--exact-div"),
     ("probes-too-many", ["likelihood", "--model", FMNIST, "--input", "{good_png}", "--probes",
                          "1000", "--latent-out", "{out}.npy"], 1, "--probes"),
     ("score-missing-t", ["score", "--model", GMM2D, "--input", "{pts}", "--out", "{out}.npy"], 2,
@@ -488,12 +798,12 @@ def test_bad_input(tmp_path, bad_inputs, argv, code, fragment):
     before = set(p.name for p in tmp_path.iterdir())
     r = run(*args)
     assert r.returncode == code, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert lines and lines[0].startswith("scored: "), r.stderr
-    if code == 1:
-        assert len(lines) == 1, r.stderr
-    else:
-        assert "--help" in r.stderr  # the usage hint
-    assert fragment in r.stderr
+    # every error, usage mistakes included, is exactly one stderr line
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and r.stderr.endswith("\n"), r.stderr
+    assert lines[0].startswith("scored: "), r.stderr
+    if code == 2:
+        assert "--help" in lines[0]  # the usage hint, folded into the same line
+    assert fragment in lines[0]
     assert r.stdout == ""
     assert set(p.name for p in tmp_path.iterdir()) == before  # no output, no .tmp left

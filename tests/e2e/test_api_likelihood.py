@@ -113,6 +113,32 @@ def test_likelihood_exact_divergence_agrees_with_16_probes(api):
             3 * p["log_likelihood_se"] + 1e-3, (e, p)
 
 
+def test_likelihood_default_divergence_is_exact_for_small_d(api):
+    # none of exact_divergence, hutchinson, probes: exact for D <= 16 (gmm-2d: D = 2)
+    path = f"/v1/models/{G2}/likelihood"
+
+    def nats(body):
+        return [x["log_likelihood_nats"] for x in api.post(path, json=body, expect=200).doc["results"]]
+
+    default = nats({"data": POINTS})
+    assert default == nats({"data": POINTS, "exact_divergence": True})
+    assert np.allclose(default, exact_log_density(POINTS), atol=0.05)
+    # asking for probes (or a probe kind, or exact_divergence false) keeps Hutchinson
+    one_probe = nats({"data": POINTS, "probes": 1})
+    assert one_probe != default
+    assert nats({"data": POINTS, "hutchinson": "rademacher"}) == one_probe
+    assert nats({"data": POINTS, "exact_divergence": False}) == one_probe
+
+
+def test_likelihood_default_divergence_is_one_probe_for_images(api, fmnist_png):
+    # D = 784 > 16: one rademacher probe by default
+    img = [b64(fmnist_png)]
+    default = api.post(LIK, json={"images": img}, expect=200).doc["results"]
+    probe = api.post(LIK, json={"images": img, "probes": 1, "hutchinson": "rademacher"},
+                     expect=200).doc["results"]
+    assert default[0]["log_likelihood_nats"] == probe[0]["log_likelihood_nats"]
+
+
 def test_likelihood_gaussian_probes(api):
     r = api.post(f"/v1/models/{G2}/likelihood",
                  json={"data": POINTS[:2], "probes": 4, "hutchinson": "gaussian"}, expect=200)
