@@ -169,8 +169,12 @@ void net_forward(const net *n, net_workspace *ws, int N)
         case OP_DENSE: dense_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C); break;
         case OP_GROUPNORM: {
             float *stats = D(op->aux); /* (N, 2G): mean then rstd */
-            groupnorm_forward(D(op->out), stats, stats + (size_t)N * op->groups, D(op->in0), op->w, op->b, N, a->C, P,
-                              op->groups, 1e-6f);
+            /* a SiLU reading this GroupNorm's output right after it is done in the same pass */
+            const net_op *next = i + 1 < n->n_ops ? &n->ops[i + 1] : NULL;
+            const int fuse = next && next->kind == OP_SILU && next->in0 == op->out;
+            groupnorm_silu_forward(D(op->out), fuse ? D(next->out) : NULL, stats, stats + (size_t)N * op->groups,
+                                   D(op->in0), op->w, op->b, N, a->C, P, op->groups, 1e-6f);
+            i += fuse;
             break;
         }
         case OP_SILU: silu_forward(D(op->out), D(op->in0), (size_t)N * a->C * P); break;

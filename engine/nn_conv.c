@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "nn.h"
+#include "nn_vec.h"
 
 int conv2d_out_h(conv2d_geom g, int H)
 {
@@ -51,7 +52,17 @@ static void valid_range(int off, int s, int W, int Wo, int *j0, int *j1)
     *j1 = hi + 1;
 }
 
+/* dst[0..n) = src[0..n): 8 floats at a time (rows here are short: a call to memcpy per row
+ * cost more than the copy). */
+static inline __attribute__((always_inline)) void copy_floats(float *dst, const float *src, int n)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 8) nn_v8f_store(dst + j, nn_v8f_load(src + j));
+    for (; j < n; j++) dst[j] = src[j];
+}
+
 /* x (C,H,W) -> col (C*kh*kw, H'*W'), row (c,a,e) holding x[c, i*s+a-pt, j*s+e-pl] or 0. */
+NN_VEC_CLONES
 static void im2col(float *col, const float *x, int C, int H, int W, conv2d_geom g, int Ho, int Wo)
 {
     const int s = g.stride;
@@ -65,19 +76,32 @@ static void im2col(float *col, const float *x, int C, int H, int W, conv2d_geom 
                     float *dst = row + (size_t)i * Wo;
                     int y = i * s + a - g.pad_top;
                     if (y < 0 || y >= H || j0 == j1) {
-                        memset(dst, 0, sizeof(float) * Wo);
+                        for (int j = 0; j < Wo; j++) dst[j] = 0.0f;
                         continue;
                     }
                     /* j0*s + e - pl >= 0 by construction, so src never points before x */
                     const float *src = x + ((size_t)c * H + y) * W + (j0 * s + e - g.pad_left);
                     for (int j = 0; j < j0; j++) dst[j] = 0.0f;
                     if (s == 1)
-                        memcpy(dst + j0, src, sizeof(float) * (j1 - j0));
+                        copy_floats(dst + j0, src, j1 - j0);
                     else
                         for (int j = j0; j < j1; j++) dst[j] = src[(size_t)(j - j0) * s];
                     for (int j = j1; j < Wo; j++) dst[j] = 0.0f;
                 }
             }
+}
+
+/* y (K,P) += b[k] on row k */
+NN_VEC_CLONES
+static void add_row_bias(float *y, const float *b, int K, int P)
+{
+    for (int k = 0; k < K; k++) {
+        float *yk = y + (size_t)k * P;
+        const nn_v8f bk = nn_v8f_splat(b[k]);
+        int p = 0;
+        for (; p + 8 <= P; p += 8) nn_v8f_store(yk + p, nn_v8f_load(yk + p) + bk);
+        for (; p < P; p++) yk[p] += b[k];
+    }
 }
 
 /* The adjoint of im2col: dx (C,H,W) = sum of col entries over the positions they were read
@@ -127,11 +151,7 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
         /* y (K,P') = w (K,CKK) . col (CKK,P') */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, Po, CKK, 1.0f, w, CKK, col, Po,
                     0.0f, y, Po);
-        if (b)
-            for (int k = 0; k < K; k++) {
-                float *yk = y + (size_t)k * Po;
-                for (int p = 0; p < Po; p++) yk[p] += b[k];
-            }
+        if (b) add_row_bias(y, b, K, Po);
     }
 }
 

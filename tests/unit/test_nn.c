@@ -407,6 +407,58 @@ static void test_groupnorm_normalises(void **state)
     free(x), free(y), free(mean), free(rstd), free(gamma), free(beta), free(y2);
 }
 
+/* The vector SiLU and GroupNorm (nn_vec.h) against their plain references, and the property
+ * that makes them batch-invariant: an element's bits do not depend on its position in the
+ * array (the tail of an array goes through the same vector code as the blocks). */
+static void test_vector_kernels_match_references(void **state)
+{
+    (void)state;
+    const size_t n = 1003;   /* not a multiple of 8 */
+    float *x = randn(n, 300, 6), *dy = randn(n, 301, 1);
+    x[0] = 90.0f, x[1] = -90.0f, x[2] = 87.5f, x[3] = -86.5f, x[4] = 0.0f, x[5] = 1e-20f;
+    float *y = zalloc(n), *yr = zalloc(n), *d = zalloc(n), *dr = zalloc(n);
+    silu_forward(y, x, n);
+    silu_forward_ref(yr, x, n);
+    silu_backward(d, dy, x, n);
+    silu_backward_ref(dr, dy, x, n);
+    double worst = 0, worst_d = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs(y[i] - yr[i]) / (fabs(yr[i]) + 1e-30));
+        worst_d = fmax(worst_d, fabs(d[i] - dr[i]) / (fabs(dr[i]) + 1e-30));
+    }
+    print_message("silu: largest relative difference from expf %.2e (forward), %.2e (backward)\n", worst, worst_d);
+    assert_true(worst < 1e-6 && worst_d < 1e-6);
+    /* position independence: elements 5..17 alone equal the same elements inside the array */
+    float part[13], dpart[13];
+    silu_forward(part, x + 5, 13);
+    assert_memory_equal(part, y + 5, sizeof part);
+    silu_backward(dpart, dy + 5, x + 5, 13);
+    assert_memory_equal(dpart, d + 5, sizeof dpart);
+
+    /* GroupNorm (P = 49: 7x7 maps, not a multiple of 8) and the fused GroupNorm + SiLU */
+    const int N = 3, C = 16, P = 49, G = 4;
+    const size_t m = (size_t)N * C * P;
+    float *gx = randn(m, 302, 2), *gamma = randn(C, 303, 1), *beta = randn(C, 304, 1);
+    for (size_t i = 0; i < m; i++) gx[i] += 3.0f;
+    float *g = zalloc(m), *gr = zalloc(m), *gs = zalloc(m), *g2 = zalloc(m), *s2 = zalloc(m);
+    float mean[12], rstd[12], meanr[12], rstdr[12];
+    groupnorm_forward(g, mean, rstd, gx, gamma, beta, N, C, P, G, 1e-6f);
+    groupnorm_forward_ref(gr, meanr, rstdr, gx, gamma, beta, N, C, P, G, 1e-6f);
+    expect_close(g, gr, m, 1e-5, "vector groupnorm against the reference");
+    expect_close(mean, meanr, 12, 1e-6, "groupnorm mean");
+    expect_close(rstd, rstdr, 12, 1e-6, "groupnorm rstd");
+    groupnorm_silu_forward(g2, s2, NULL, NULL, gx, gamma, beta, N, C, P, G, 1e-6f);
+    assert_memory_equal(g2, g, sizeof(float) * m);
+    silu_forward(gs, g, m);
+    assert_memory_equal(s2, gs, sizeof(float) * m);
+    /* sample 2 alone gives the bits it got in the batch of 3 */
+    groupnorm_silu_forward(g2, s2, NULL, NULL, gx + 2 * C * P, gamma, beta, 1, C, P, G, 1e-6f);
+    assert_memory_equal(g2, g + 2 * C * P, sizeof(float) * C * P);
+    assert_memory_equal(s2, gs + 2 * C * P, sizeof(float) * C * P);
+    free(x), free(dy), free(y), free(yr), free(d), free(dr);
+    free(gx), free(gamma), free(beta), free(g), free(gr), free(gs), free(g2), free(s2);
+}
+
 static void test_groupnorm_backward_fd(void **state)
 {
     (void)state;
@@ -888,6 +940,7 @@ int main(void)
         cmocka_unit_test(test_dense),
         cmocka_unit_test(test_silu),
         cmocka_unit_test(test_groupnorm_normalises),
+        cmocka_unit_test(test_vector_kernels_match_references),
         cmocka_unit_test(test_groupnorm_backward_fd),
         cmocka_unit_test(test_attn_matches_ref),
         cmocka_unit_test(test_attn_backward_fd),
