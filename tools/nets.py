@@ -241,18 +241,18 @@ def _kernel2d(k):
 
 def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
     """Per channel and axis: insert up-1 zeros after each sample, zero-pad pad[0] before
-    and pad[1] after, convolve with `kernel` (true convolution), keep every down-th."""
+    and pad[1] after, convolve with `kernel` (true convolution), keep every down-th.
+    One depthwise conv (groups = C) with stride `down`: keeping every down-th output of a
+    valid convolution is the strided convolution."""
     B, C, H, W = x.shape
-    y = x.reshape(B * C, 1, H, W)
+    y = x
     if up > 1:
-        z = y.new_zeros(B * C, 1, H * up, W * up)
+        z = y.new_zeros(B, C, H * up, W * up)
         z[:, :, ::up, ::up] = y
         y = z
     y = F.pad(y, (pad[0], pad[1], pad[0], pad[1]))
     w = torch.flip(kernel, [0, 1])[None, None].to(dtype=y.dtype, device=y.device)
-    y = F.conv2d(y, w)
-    y = y[:, :, ::down, ::down]
-    return y.reshape(B, C, y.shape[2], y.shape[3])
+    return F.conv2d(y, w.expand(C, 1, -1, -1).contiguous(), stride=down, groups=C)
 
 
 def upsample_2d(x, k=(1, 3, 3, 1), factor=2, gain=1.0):
