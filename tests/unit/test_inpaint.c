@@ -405,6 +405,37 @@ static void test_colorize(void **state)
     sc_model_free(m);
 }
 
+/* The colorization matrix (spec 6.2, 12): M (rows = input RGB channel, columns = decoupled
+ * channel) is orthogonal, M^T M = I and M M^T = I to 1e-6 (the spec's float32 values reach
+ * about 2e-7), and its first column is the gray direction (1, 1, 1)/sqrt(3) to 1e-6, so
+ * decoupled channel 0 = (R + G + B)/sqrt(3); the entries are the spec's to 1e-8. */
+static void test_color_matrix(void **state)
+{
+    (void)state;
+    const double *M = pc_color_matrix;
+    const double spec[9] = {0.57735014, -0.81649649, 0.000000047008697, 0.57735026, 0.40824834, 0.70710671,
+                            0.57735026, 0.40824822, -0.70710683};
+    for (int i = 0; i < 9; i++) assert_true(fabs(M[i] - spec[i]) < 1e-8);
+    double worst_tm = 0, worst_mt = 0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            double tm = 0, mt = 0; /* (M^T M)_ij = sum_r M[r][i] M[r][j]; (M M^T)_ij = sum_c M[i][c] M[j][c] */
+            for (int r = 0; r < 3; r++) {
+                tm += M[3 * r + i] * M[3 * r + j];
+                mt += M[3 * i + r] * M[3 * j + r];
+            }
+            worst_tm = fmax(worst_tm, fabs(tm - (i == j)));
+            worst_mt = fmax(worst_mt, fabs(mt - (i == j)));
+        }
+    double worst_gray = 0;
+    for (int r = 0; r < 3; r++) worst_gray = fmax(worst_gray, fabs(M[3 * r] - 1 / sqrt(3.0)));
+    print_message("color matrix: max |M^T M - I| %.2e, max |M M^T - I| %.2e, max |column 0 - 1/sqrt(3)| %.2e\n",
+                  worst_tm, worst_mt, worst_gray);
+    assert_true(worst_tm < 1e-6);
+    assert_true(worst_mt < 1e-6);
+    assert_true(worst_gray < 1e-6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_gaussian_refusals),
         cmocka_unit_test(test_inpaint_fmnist_mode),
         cmocka_unit_test(test_colorize),
+        cmocka_unit_test(test_color_matrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,18 +24,24 @@
 
 #define TEST_HELPER __attribute__((unused)) static
 
-/* A gmm model from JSON text; fails the test on error. */
-TEST_HELPER sc_model *model_from_text(const char *text)
+/* A gmm model from a JSON object, which it releases; fails the test on error. */
+TEST_HELPER sc_model *model_from_json_object(json_t *root)
 {
-    json_error_t jerr;
-    json_t *root = json_loads(text, 0, &jerr);
-    if (!root) fail_msg("bad test JSON: %s", jerr.text);
     sc_model *m = NULL;
     sc_error err = {0};
     int rc = gmm_from_json(root, "(test)", &m, &err);
     json_decref(root);
     if (rc) fail_msg("gmm_from_json: %s", err.msg);
     return m;
+}
+
+/* A gmm model from JSON text; fails the test on error. */
+TEST_HELPER sc_model *model_from_text(const char *text)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (!root) fail_msg("bad test JSON: %s", jerr.text);
+    return model_from_json_object(root);
 }
 
 TEST_HELPER sc_model *model_from_file(const char *path)
@@ -81,6 +87,38 @@ TEST_HELPER float *draw_samples(const sc_model *m, const sampler_config *c, cons
     if (mean_nfe) *mean_nfe = nfe / n;
     return out;
 }
+/* An image-shaped (C, H, W) diagonal mixture of K components under the SDE given as JSON text.
+ * Defined in [0,1] units: means 0.5 + 0.3 sin(1.7 k + 0.37 d + 0.3), stds
+ * 0.06 + 0.03 cos(2.1 k + 1.3 d), weights proportional to K, K-1, ..., 1.  centered = 1 maps it
+ * to [-1,1] units (means 2 mu - 1, stds 2 s): the same images, as the reference's scaler does. */
+TEST_HELPER double image_mixture_mean_unit(int k, int d) { return 0.5 + 0.3 * sin(1.7 * k + 0.37 * d + 0.3); }
+TEST_HELPER double image_mixture_std_unit(int k, int d) { return 0.06 + 0.03 * cos(2.1 * k + 1.3 * d); }
+
+TEST_HELPER sc_model *image_mixture(int C, int H, int W, int K, int centered, const char *sde_json)
+{
+    json_error_t jerr;
+    json_t *sde_obj = json_loads(sde_json, 0, &jerr);
+    if (!sde_obj) fail_msg("bad SDE JSON: %s", jerr.text);
+    const int D = C * H * W;
+    json_t *weights = json_array(), *means = json_array(), *stds = json_array();
+    for (int k = 0; k < K; k++) {
+        json_array_append_new(weights, json_real((K - k) / (K * (K + 1) / 2.0)));
+        json_t *mu = json_array(), *sd = json_array();
+        for (int d = 0; d < D; d++) {
+            double m = image_mixture_mean_unit(k, d), s = image_mixture_std_unit(k, d);
+            json_array_append_new(mu, json_real(centered ? 2 * m - 1 : m));
+            json_array_append_new(sd, json_real(centered ? 2 * s : s));
+        }
+        json_array_append_new(means, mu);
+        json_array_append_new(stds, sd);
+    }
+    json_t *root = json_pack("{s:s, s:s, s:[i,i,i], s:o, s:b, s:o, s:o, s:o}", "kind", "gmm", "name", "img",
+                             "shape", C, H, W, "sde", sde_obj, "centered", centered, "weights", weights,
+                             "means", means, "stds", stds);
+    if (!root) fail_msg("json_pack failed");
+    return model_from_json_object(root);
+}
+
 /* ---- a mkdtemp directory per test group (cmocka group state) ---------------------------- */
 #include <dirent.h>
 #include <unistd.h>
