@@ -61,11 +61,49 @@ static inline __attribute__((always_inline)) void copy_floats(float *dst, const 
     for (; j < n; j++) dst[j] = src[j];
 }
 
+/* im2col for stride 1 with W' = W (the 'same' convs: 3x3 pad 1): row (c,a,e) is channel c's
+ * plane shifted by (a - pt) rows and (e - pl) columns, so its valid rows are ONE contiguous
+ * copy of the plane; the columns that wrapped around a row edge are then set to 0.  Same
+ * values as the general loop below, with long copies instead of one per output row. */
+static void im2col_same_width(float *col, const float *x, int C, int H, int W, conv2d_geom g, int Ho)
+{
+    const size_t plane = (size_t)H * W;
+    for (int c = 0; c < C; c++)
+        for (int a = 0; a < g.kh; a++)
+            for (int e = 0; e < g.kw; e++) {
+                float *row = col + ((size_t)(c * g.kh + a) * g.kw + e) * Ho * W;
+                const int dy = a - g.pad_top, dx = e - g.pad_left;
+                int i0 = dy < 0 ? -dy : 0, i1 = H - dy < Ho ? H - dy : Ho;
+                if (i1 < i0) i1 = i0;
+                int j0, j1;
+                valid_range(dx, 1, W, W, &j0, &j1);
+                memset(row, 0, sizeof(float) * (size_t)i0 * W);
+                memset(row + (size_t)i1 * W, 0, sizeof(float) * (size_t)(Ho - i1) * W);
+                if (i1 == i0) continue;
+                /* dst index d reads plane index d + off; keep reads inside the plane (the
+                 * elements skipped are wrapped edge columns, zeroed below) */
+                const long off = (long)dy * W + dx;
+                long d0 = (long)i0 * W, d1 = (long)i1 * W;
+                if (d0 + off < 0) d0 = -off;
+                if (d1 + off > (long)plane) d1 = (long)plane - off;
+                if (d1 > d0) memcpy(row + d0, x + (size_t)c * plane + (d0 + off), sizeof(float) * (size_t)(d1 - d0));
+                for (int i = i0; i < i1; i++) {
+                    float *dst = row + (size_t)i * W;
+                    for (int j = 0; j < j0; j++) dst[j] = 0.0f;
+                    for (int j = j1; j < W; j++) dst[j] = 0.0f;
+                }
+            }
+}
+
 /* x (C,H,W) -> col (C*kh*kw, H'*W'), row (c,a,e) holding x[c, i*s+a-pt, j*s+e-pl] or 0. */
 NN_VEC_CLONES
 static void im2col(float *col, const float *x, int C, int H, int W, conv2d_geom g, int Ho, int Wo)
 {
     const int s = g.stride;
+    if (s == 1 && Wo == W) {
+        im2col_same_width(col, x, C, H, W, g, Ho);
+        return;
+    }
     for (int c = 0; c < C; c++)
         for (int a = 0; a < g.kh; a++)
             for (int e = 0; e < g.kw; e++) {
@@ -106,6 +144,7 @@ static void add_row_bias(float *y, const float *b, int K, int P)
 
 /* The adjoint of im2col: dx (C,H,W) = sum of col entries over the positions they were read
  * from.  dx is overwritten. */
+NN_VEC_CLONES
 static void col2im(float *dx, const float *col, int C, int H, int W, conv2d_geom g, int Ho, int Wo)
 {
     const int s = g.stride;
@@ -121,7 +160,13 @@ static void col2im(float *dx, const float *col, int C, int H, int W, conv2d_geom
                     if (y < 0 || y >= H || j0 == j1) continue;
                     const float *src = row + (size_t)i * Wo;
                     float *dst = dx + ((size_t)c * H + y) * W + (j0 * s + e - g.pad_left);
-                    for (int j = j0; j < j1; j++) dst[(size_t)(j - j0) * s] += src[j];
+                    if (s == 1) { /* the same adds in the same order, 8 lanes at a time */
+                        int j = j0;
+                        for (; j + 8 <= j1; j += 8)
+                            nn_v8f_store(dst + (j - j0), nn_v8f_load(dst + (j - j0)) + nn_v8f_load(src + j));
+                        for (; j < j1; j++) dst[j - j0] += src[j];
+                    } else
+                        for (int j = j0; j < j1; j++) dst[(size_t)(j - j0) * s] += src[j];
                 }
             }
 }

@@ -230,16 +230,25 @@ void embed_positional(float *out, const float *t, int N, int dim)
     }
 }
 
-/* ---- Elementwise -------------------------------------------------------------------------- */
+/* ---- Elementwise --------------------------------------------------------------------------
+ * 8 lanes at a time, the rest one by one: an IEEE add or multiply gives the same bits in a
+ * vector lane as in scalar code, so position in the array never matters. */
 
+NN_VEC_CLONES
 void nn_add(float *out, const float *a, const float *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) nn_v8f_store(out + i, nn_v8f_load(a + i) + nn_v8f_load(b + i));
+    for (; i < n; i++) out[i] = a[i] + b[i];
 }
 
+NN_VEC_CLONES
 void nn_add_scaled(float *out, const float *a, const float *b, float s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = (a[i] + b[i]) * s;
+    const nn_v8f vs = nn_v8f_splat(s);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) nn_v8f_store(out + i, (nn_v8f_load(a + i) + nn_v8f_load(b + i)) * vs);
+    for (; i < n; i++) out[i] = (a[i] + b[i]) * s;
 }
 
 void nn_scale(float *out, const float *in, float s, size_t n)
@@ -247,12 +256,16 @@ void nn_scale(float *out, const float *in, float s, size_t n)
     for (size_t i = 0; i < n; i++) out[i] = in[i] * s;
 }
 
+NN_VEC_CLONES
 void nn_add_channel_bias(float *x, const float *bias, int N, int C, int P)
 {
     // x: (N,C,P)  bias: (N,C)
     for (size_t nc = 0; nc < (size_t)N * C; nc++) {
         float *xp = x + nc * P;
-        for (int p = 0; p < P; p++) xp[p] += bias[nc];
+        const nn_v8f vb = nn_v8f_splat(bias[nc]);
+        int p = 0;
+        for (; p + 8 <= P; p += 8) nn_v8f_store(xp + p, nn_v8f_load(xp + p) + vb);
+        for (; p < P; p++) xp[p] += bias[nc];
     }
 }
 

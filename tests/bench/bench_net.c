@@ -415,7 +415,7 @@ enum {
     PK_FIR, PK_NAIVE, PK_CONCAT, PK_OTHER, PK_ZERO, PK_ACCUM, PK_COUNT
 };
 static const char *const PK_NAMES[PK_COUNT] = {
-    "conv im2col+bias", "conv sgemm", "conv col2im", "NIN (sgemm)", "dense (sgemv)", "groupnorm", "silu",
+    "conv im2col+bias", "conv sgemm", "conv col2im", "NIN (sgemm)", "dense (sgemv)", "groupnorm(+silu)", "silu",
     "add (residual)", "temb bias", "attention core", "FIR up/down/blur", "nearest/avgpool", "concat/split",
     "affine/div/embed", "zero grads", "grad accumulate"};
 
@@ -481,10 +481,13 @@ static void profile_forward(const net *n, net_workspace *ws, int N, double *t)
             continue;
         case OP_NIN: nin_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C, P); break;
         case OP_DENSE: dense_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C); break;
-        case OP_GROUPNORM: {
+        case OP_GROUPNORM: { /* fused with a following SiLU, as net_forward does: both timed here */
             float *stats = D(op->aux);
-            groupnorm_forward(D(op->out), stats, stats + (size_t)N * op->groups, D(op->in0), op->w, op->b, N, a->C, P,
-                              op->groups, 1e-6f);
+            const net_op *next = i + 1 < n->n_ops ? &n->ops[i + 1] : NULL;
+            const int fuse = next && next->kind == OP_SILU && next->in0 == op->out;
+            groupnorm_silu_forward(D(op->out), fuse ? D(next->out) : NULL, stats, stats + (size_t)N * op->groups,
+                                   D(op->in0), op->w, op->b, N, a->C, P, op->groups, 1e-6f);
+            i += fuse;
             break;
         }
         case OP_SILU: silu_forward(D(op->out), D(op->in0), (size_t)N * a->C * P); break;
