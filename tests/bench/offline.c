@@ -9,12 +9,20 @@
  *           [--sampler '{"kind":"pc",...}']
  *
  * Prints, per batch size:  offline batch=B samples=N seconds=T throughput_sps=X
- * A small untimed run first warms caches and the allocator. */
+ * A small untimed run first warms caches and the allocator.
+ *
+ * --threads T (default: the number of online cores) runs the tasks the way the server uses the
+ * cores: T threads, each running its share of the tasks batched (at most B each) with its own
+ * scratch and OpenBLAS on one thread.  --threads 1 runs them all on the calling thread with
+ * OpenBLAS's own thread count. */
+#include <cblas.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model.h"
 #include "pc.h"
@@ -32,13 +40,30 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Creates n tasks (seeds first_seed...), runs them at max_batch; returns seconds or < 0. */
-static double run(const sc_model *m, const sampler_config *cfg, int n, int max_batch, long first_seed)
+typedef struct lane {
+    const sc_model *m;
+    sc_task **t;
+    int n, max_batch, rc;
+    void *scratch;
+    sc_error err;
+} lane;
+
+static void *run_lane(void *arg)
+{
+    lane *l = arg;
+    l->rc = l->n ? task_run_batched(l->m, l->t, l->n, l->max_batch, l->scratch, &l->err) : 0;
+    return NULL;
+}
+
+/* Creates n tasks (seeds first_seed...), runs them at max_batch on `threads` threads (a
+ * contiguous share each); returns seconds. */
+static double run(const sc_model *m, const sampler_config *cfg, int n, int max_batch, long first_seed, int threads)
 {
     sc_error err = {0};
     sc_task **t = calloc((size_t)n, sizeof *t);
-    void *scratch = sc_model_scratch_alloc(m, max_batch);
-    if (!t || !scratch) {
+    lane *lanes = calloc((size_t)threads, sizeof *lanes);
+    pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+    if (!t || !lanes || !tid) {
         fprintf(stderr, "offline: out of memory\n");
         exit(1);
     }
@@ -47,13 +72,37 @@ static double run(const sc_model *m, const sampler_config *cfg, int n, int max_b
             fprintf(stderr, "offline: %s\n", err.msg);
             exit(1);
         }
-    double t0 = now();
-    int rc = task_run_batched(m, t, n, max_batch, scratch, &err);
-    double dt = now() - t0;
-    if (rc) {
-        fprintf(stderr, "offline: %s\n", err.msg);
-        exit(1);
+    for (int k = 0, start = 0; k < threads; k++) {
+        const int share = n / threads + (k < n % threads);
+        lanes[k] = (lane){.m = m, .t = t + start, .n = share, .max_batch = max_batch,
+                          .scratch = sc_model_scratch_alloc(m, max_batch)};
+        if (!lanes[k].scratch) {
+            fprintf(stderr, "offline: out of memory\n");
+            exit(1);
+        }
+        start += share;
     }
+    double t0 = now();
+    if (threads == 1)
+        run_lane(&lanes[0]);
+    else
+        for (int k = 0; k < threads; k++)
+            if (pthread_create(&tid[k], NULL, run_lane, &lanes[k])) {
+                fprintf(stderr, "offline: cannot start a thread\n");
+                exit(1);
+            }
+    if (threads > 1)
+        for (int k = 0; k < threads; k++) pthread_join(tid[k], NULL);
+    double dt = now() - t0;
+    for (int k = 0; k < threads; k++) {
+        if (lanes[k].rc) {
+            fprintf(stderr, "offline: %s\n", lanes[k].err.msg);
+            exit(1);
+        }
+        free(lanes[k].scratch);
+    }
+    free(lanes);
+    free(tid);
     for (int i = 0; i < n; i++) {
         const float *x = pc_task_result(t[i]);
         for (int d = 0; d < m->D; d++)
@@ -64,7 +113,6 @@ static double run(const sc_model *m, const sampler_config *cfg, int n, int max_b
         task_free(t[i]);
     }
     free(t);
-    free(scratch);
     return dt;
 }
 
@@ -72,9 +120,11 @@ int main(int argc, char **argv)
 {
     const char *model_path = "models/fmnist-gmm.json", *sampler_json = DEFAULT_SAMPLER;
     int n = 512, batches[MAX_BATCHES], nb = 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores >= 1 && cores <= 256 ? (int)cores : 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: offline [--model PATH] [--n N] [--batch B]... [--sampler JSON]\n");
+            printf("usage: offline [--model PATH] [--n N] [--batch B]... [--sampler JSON] [--threads T]\n");
             return 0;
         }
         if (i + 1 >= argc) {
@@ -89,6 +139,10 @@ int main(int argc, char **argv)
             long l = strtol(v, &end, 10);
             if (*end || l < 1 || l > 1000000) return fprintf(stderr, "offline: bad --n %s\n", v), 2;
             n = (int)l;
+        } else if (!strcmp(a, "--threads")) {
+            long l = strtol(v, &end, 10);
+            if (*end || l < 1 || l > 256) return fprintf(stderr, "offline: bad --threads %s\n", v), 2;
+            threads = (int)l;
         } else if (!strcmp(a, "--batch")) {
             long l = strtol(v, &end, 10);
             if (*end || l < 1 || l > 65536 || nb == MAX_BATCHES) return fprintf(stderr, "offline: bad --batch %s\n", v), 2;
@@ -127,10 +181,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    run(m, &cfg, batches[0] < n ? batches[0] : n, batches[0], 1000000); /* warm-up */
+    if (threads > 1) openblas_set_num_threads(1); /* the cores are used by the threads */
+    run(m, &cfg, batches[0] < n ? batches[0] : n, batches[0], 1000000, threads); /* warm-up */
     for (int b = 0; b < nb; b++) {
-        double dt = run(m, &cfg, n, batches[b], 1);
-        printf("offline batch=%d samples=%d seconds=%.3f throughput_sps=%.2f\n", batches[b], n, dt, n / dt);
+        double dt = run(m, &cfg, n, batches[b], 1, threads);
+        printf("offline batch=%d samples=%d threads=%d seconds=%.3f throughput_sps=%.2f\n", batches[b], n, threads,
+               dt, n / dt);
         fflush(stdout);
     }
     sc_model_free(m);
