@@ -287,21 +287,9 @@ def cmd_guidance_accuracy(a):
     out = {"classifier": a.classifier, "n": n, "sde": sde["type"], "results": []}
     gen = torch.Generator().manual_seed(a.seed)
     for t in a.t:
-        tt = torch.full((n,), float(t), dtype=torch.float64)
-        sigma = nets.marginal_std(sde, tt).float()
-        if sde["type"] == "ve":
-            mean = torch.ones(n)
-        else:
-            b0, b1 = sde["beta_min"], sde["beta_max"]
-            mean = torch.exp(-0.25 * tt ** 2 * (b1 - b0) - 0.5 * tt * b0).float()
-        z = torch.randn(x0.shape, generator=gen)
         noisy = t > a.t_clean
-        xt = mean.view(-1, 1, 1, 1) * x0 + (sigma.view(-1, 1, 1, 1) * z if noisy else 0)
-        pred = []
-        with torch.no_grad():
-            for i in range(0, n, a.batch):
-                pred.append(model(xt[i:i + a.batch], sigma[i:i + a.batch]).argmax(1))
-        pred = torch.cat(pred).numpy()
+        sigma = nets.marginal_std(sde, torch.tensor([float(t)], dtype=torch.float64)).float()
+        pred = nets.classifier_predictions(model, sde, x0, t, gen if noisy else None, a.batch).numpy()
         per_class = [round(float(np.mean(pred[y[:n] == c] == c)), 4) if np.any(y[:n] == c) else None
                      for c in range(10)]
         out["results"].append({"t": t, "sigma": round(float(sigma[0]), 6), "noised": bool(noisy),

@@ -985,6 +985,34 @@ def marginal_std(sde, t):
     return 1.0 - torch.exp(2.0 * lmc)
 
 
+def marginal_mean_coeff(sde, t):
+    """E[x_t | x_0] = coeff * x_0: 1 for VE, exp(-t^2 (b1-b0)/4 - t b0/2) for VP and sub-VP."""
+    t = torch.as_tensor(t)
+    if sde["type"] == "ve":
+        return torch.ones_like(t)
+    b0, b1 = sde["beta_min"], sde["beta_max"]
+    return torch.exp(-0.25 * t ** 2 * (b1 - b0) - 0.5 * t * b0)
+
+
+@torch.no_grad()
+def classifier_predictions(model, sde, x0, t, generator=None, batch=500):
+    """The noise-conditional classifier's argmax labels for x0 (model units, [n, C, H, W]) at
+    time t: x_t = coeff(t) x0 + std(t) z with z drawn from `generator`, or without the noise
+    term when generator is None (clean data at t = eps).  The SDE's coefficients are computed
+    in float64, as the C engine computes them, then rounded to float32."""
+    n = x0.shape[0]
+    tt = torch.full((n,), float(t), dtype=torch.float64)
+    std = marginal_std(sde, tt).float()
+    xt = marginal_mean_coeff(sde, tt).float().view(-1, 1, 1, 1) * x0
+    if generator is not None:
+        xt = xt + std.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=generator)
+    was_training = model.training
+    model.eval()
+    pred = torch.cat([model(xt[i:i + batch], std[i:i + batch]).argmax(1) for i in range(0, n, batch)])
+    model.train(was_training)
+    return pred
+
+
 def sqrt_1m_alphas_cumprod(sde):
     N = sde["N"]
     betas = torch.linspace(sde["beta_min"] / N, sde["beta_max"] / N, N, dtype=torch.float32)

@@ -143,13 +143,6 @@ def schedule_text(s):
 # SDE pieces
 # --------------------------------------------------------------------------------------
 
-def mean_coeff(sde, t):
-    if sde["type"] == "ve":
-        return torch.ones_like(t)
-    b0, b1 = sde["beta_min"], sde["beta_max"]
-    return torch.exp(-0.25 * t ** 2 * (b1 - b0) - 0.5 * t * b0)
-
-
 def dsm_loss(model, cfg, s, x0):
     """Continuous-time DSM loss (spec 1.7) for a batch x0 (already scaled)."""
     B = x0.shape[0]
@@ -168,7 +161,7 @@ def perturb(sde, s, x0, t_power=1.0):
     t = torch.rand(B) ** t_power * (1.0 - s["eps"]) + s["eps"]
     z = torch.randn_like(x0)
     std = nets.marginal_std(sde, t).to(x0.dtype)
-    xt = mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * z
+    xt = nets.marginal_mean_coeff(sde, t).to(x0.dtype)[:, None, None, None] * x0 + std[:, None, None, None] * z
     return xt, std, z, t
 
 
@@ -180,29 +173,20 @@ def classifier_loss(model, s, x0, y):
     return torch.nn.functional.cross_entropy(model(xt, std), y.long())
 
 
-@torch.no_grad()
-def classifier_accuracy(model, s, images, labels, ts=(None, 0.1, 0.25, 0.5), batch=500, seed=0):
-    """{t: accuracy} on images (uint8) at clean data (t None: sigma of t = eps, no noise added)
-    and at noise levels t (x_t drawn with a fixed generator)."""
-    model.eval()
+def classifier_accuracy(model, s, images, labels, ts=(None, 0.1, 0.25, 0.5), seed=0):
+    """{t: accuracy} on images (uint8) at clean data (t None: the SDE's marginal at t = eps
+    without its noise term) and at noise levels t (x_t drawn with a fixed generator); the same
+    computation as `evaluate.py guidance-accuracy` (nets.classifier_predictions)."""
     g = torch.Generator().manual_seed(seed)
-    x_all = torch.from_numpy(images.astype(np.uint8))
-    x_all = x_all.unsqueeze(1) if x_all.dim() == 3 else x_all
-    y_all = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    x0 = torch.from_numpy(images.astype(np.uint8))
+    x0 = (x0.unsqueeze(1) if x0.dim() == 3 else x0).to(torch.float32) / 255.0
+    x0 = 2 * x0 - 1 if s["centered"] else x0
+    y = torch.from_numpy(np.asarray(labels).astype(np.int64))
     out = {}
     for t in ts:
-        correct = 0
-        for i in range(0, len(x_all), batch):
-            x = x_all[i:i + batch].to(torch.float32) / 255.0
-            x = 2 * x - 1 if s["centered"] else x
-            tt = torch.full((x.shape[0],), s["eps"] if t is None else float(t))
-            std = nets.marginal_std(s["sde"], tt).to(x.dtype)
-            if t is not None:
-                x = mean_coeff(s["sde"], tt)[:, None, None, None] * x + \
-                    std[:, None, None, None] * torch.randn(x.shape, generator=g)
-            correct += int((model(x, std).argmax(1) == y_all[i:i + batch]).sum())
-        out["clean" if t is None else f"t={t:g}"] = round(correct / len(x_all), 4)
-    model.train()
+        pred = nets.classifier_predictions(model, s["sde"], x0, s["eps"] if t is None else t,
+                                           None if t is None else g)
+        out["clean" if t is None else f"t={t:g}"] = round(float((pred == y).double().mean()), 4)
     return out
 
 
