@@ -20,7 +20,10 @@ endif
 endif
 endif
 
-CFLAGS_BASE := -std=c11 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Wshadow \
+# -ffp-contract=off: no fused multiply-adds, so a kernel gives the same bits in its AVX2 and
+# baseline builds (engine/nn_vec.h); -Wno-psabi: GCC's note that passing 32-byte vectors by
+# value changed ABI in GCC 4.6 (the vector helpers are always inlined).
+CFLAGS_BASE := -std=c11 -D_DEFAULT_SOURCE -O2 -g -ffp-contract=off -Wall -Wextra -Wshadow -Wno-psabi \
                -Wstrict-prototypes -Wmissing-prototypes -MMD -MP -Iengine
 ifdef SANITIZE
 CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer

@@ -154,6 +154,12 @@ void net_workspace_free(net_workspace *ws)
 #define D(id) net_data(n, ws, (id), N)
 #define G(id) net_grad(n, ws, (id), N)
 
+int net_fuses_groupnorm_silu(const net *n, int i)
+{
+    return i + 1 < n->n_ops && n->ops[i].kind == OP_GROUPNORM && n->ops[i + 1].kind == OP_SILU &&
+           n->ops[i + 1].in0 == n->ops[i].out;
+}
+
 void net_forward(const net *n, net_workspace *ws, int N)
 {
     SC_ASSERT(N >= 1 && N <= ws->max_batch);
@@ -169,10 +175,8 @@ void net_forward(const net *n, net_workspace *ws, int N)
         case OP_DENSE: dense_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C); break;
         case OP_GROUPNORM: {
             float *stats = D(op->aux); /* (N, 2G): mean then rstd */
-            /* a SiLU reading this GroupNorm's output right after it is done in the same pass */
-            const net_op *next = i + 1 < n->n_ops ? &n->ops[i + 1] : NULL;
-            const int fuse = next && next->kind == OP_SILU && next->in0 == op->out;
-            groupnorm_silu_forward(D(op->out), fuse ? D(next->out) : NULL, stats, stats + (size_t)N * op->groups,
+            const int fuse = net_fuses_groupnorm_silu(n, i);
+            groupnorm_silu_forward(D(op->out), fuse ? D(n->ops[i + 1].out) : NULL, stats, stats + (size_t)N * op->groups,
                                    D(op->in0), op->w, op->b, N, a->C, P, op->groups, 1e-6f);
             i += fuse;
             break;

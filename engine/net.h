@@ -98,6 +98,9 @@ float *net_data(const net *n, const net_workspace *ws, int buf, int N);
 float *net_grad(const net *n, const net_workspace *ws, int buf, int N);
 
 /* Runs the tape on N samples; the caller has filled the input (and time/aux inputs). */
+/* 1 when op i is a GroupNorm whose output the next op, a SiLU, reads: net_forward runs the
+ * two as one pass (groupnorm_silu_forward). */
+int net_fuses_groupnorm_silu(const net *n, int i);
 void net_forward(const net *n, net_workspace *ws, int N);
 /* After net_forward: given dout for the output buffer (written into net_grad(output)),
  * computes the gradient with respect to the input into net_grad(input). */

@@ -73,7 +73,9 @@ static void im2col_same_width(float *col, const float *x, int C, int H, int W, c
             for (int e = 0; e < g.kw; e++) {
                 float *row = col + ((size_t)(c * g.kh + a) * g.kw + e) * Ho * W;
                 const int dy = a - g.pad_top, dx = e - g.pad_left;
+                /* output rows [i0, i1) read input rows inside [0, H) */
                 int i0 = dy < 0 ? -dy : 0, i1 = H - dy < Ho ? H - dy : Ho;
+                if (i0 > Ho) i0 = Ho;
                 if (i1 < i0) i1 = i0;
                 int j0, j1;
                 valid_range(dx, 1, W, W, &j0, &j1);
@@ -127,19 +129,6 @@ static void im2col(float *col, const float *x, int C, int H, int W, conv2d_geom 
                     for (int j = j1; j < Wo; j++) dst[j] = 0.0f;
                 }
             }
-}
-
-/* y (K,P) += b[k] on row k */
-NN_VEC_CLONES
-static void add_row_bias(float *y, const float *b, int K, int P)
-{
-    for (int k = 0; k < K; k++) {
-        float *yk = y + (size_t)k * P;
-        const nn_v8f bk = nn_v8f_splat(b[k]);
-        int p = 0;
-        for (; p + 8 <= P; p += 8) nn_v8f_store(yk + p, nn_v8f_load(yk + p) + bk);
-        for (; p < P; p++) yk[p] += b[k];
-    }
 }
 
 /* The adjoint of im2col: dx (C,H,W) = sum of col entries over the positions they were read
@@ -196,7 +185,7 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
         /* y (K,P') = w (K,CKK) . col (CKK,P') */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, Po, CKK, 1.0f, w, CKK, col, Po,
                     0.0f, y, Po);
-        if (b) add_row_bias(y, b, K, Po);
+        if (b) nn_add_channel_bias(y, b, 1, K, Po); /* y (K,P') += b[k] on row k */
     }
 }
 

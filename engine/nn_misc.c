@@ -131,11 +131,6 @@ void dense_backward_input_ref(float *din, const float *dout, const float *w,
  * sits.  silu_forward_ref / silu_backward_ref are the plain expf loops the tests compare
  * against (relative difference ~1e-7). */
 
-static inline __attribute__((always_inline)) nn_v8f silu_v8(nn_v8f x)
-{
-    return x / (nn_v8f_splat(1.0f) + nn_v8f_exp(-x));
-}
-
 static inline __attribute__((always_inline)) nn_v8f silu_grad_v8(nn_v8f dy, nn_v8f x)
 {
     const nn_v8f one = nn_v8f_splat(1.0f);
@@ -148,11 +143,11 @@ void silu_forward(float *out, const float *in, size_t n)
 {
     // in, out: (n); out may alias in
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) nn_v8f_store(out + i, silu_v8(nn_v8f_load(in + i)));
+    for (; i + 8 <= n; i += 8) nn_v8f_store(out + i, nn_v8f_silu(nn_v8f_load(in + i)));
     if (i < n) {
         float buf[8] = {0};
         memcpy(buf, in + i, sizeof(float) * (n - i));
-        nn_v8f_store(buf, silu_v8(nn_v8f_load(buf)));
+        nn_v8f_store(buf, nn_v8f_silu(nn_v8f_load(buf)));
         memcpy(out + i, buf, sizeof(float) * (n - i));
     }
 }

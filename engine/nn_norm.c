@@ -11,9 +11,6 @@
 typedef float nn_v4f __attribute__((vector_size(16)));
 typedef double nn_v4d __attribute__((vector_size(32)));
 
-/* sum of x[0..count) and of (x - mu)^2, in double: 8 double lanes over blocks of 8, then the
- * lanes in a fixed order, then the tail.  Deterministic for a given count (a group's values
- * sit at the same offsets whatever the batch). */
 static inline __attribute__((always_inline)) nn_v4d load_v4d(const float *p)
 {
     nn_v4f f;
@@ -27,6 +24,9 @@ static inline __attribute__((always_inline)) double lanes_sum(nn_v4d a, nn_v4d b
     return (c[0] + c[1]) + (c[2] + c[3]);
 }
 
+/* sum of x[0..count) and of (x - mu)^2, in double: 8 double lanes over blocks of 8, then the
+ * lanes in a fixed order, then the tail.  Deterministic for a given count (a group's values
+ * sit at the same offsets whatever the batch). */
 static inline __attribute__((always_inline)) double group_sum(const float *x, size_t count)
 {
     nn_v4d a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
@@ -63,12 +63,11 @@ static inline __attribute__((always_inline)) double group_sq_dev(const float *x,
 static inline __attribute__((always_inline)) void channel_apply(float *y, float *silu, const float *x, int P, float mu, float a, float be)
 {
     const nn_v8f vm = nn_v8f_splat(mu), va = nn_v8f_splat(a), vb = nn_v8f_splat(be);
-    const nn_v8f one = nn_v8f_splat(1.0f);
     int p = 0;
     for (; p + 8 <= P; p += 8) {
         nn_v8f v = (nn_v8f_load(x + p) - vm) * va + vb;
         nn_v8f_store(y + p, v);
-        if (silu) nn_v8f_store(silu + p, v / (one + nn_v8f_exp(-v)));
+        if (silu) nn_v8f_store(silu + p, nn_v8f_silu(v));
     }
     if (p < P) {
         float buf[8] = {0};
@@ -77,7 +76,7 @@ static inline __attribute__((always_inline)) void channel_apply(float *y, float 
         nn_v8f_store(buf, v);
         memcpy(y + p, buf, sizeof(float) * (P - p));
         if (silu) {
-            nn_v8f_store(buf, v / (one + nn_v8f_exp(-v)));
+            nn_v8f_store(buf, nn_v8f_silu(v));
             memcpy(silu + p, buf, sizeof(float) * (P - p));
         }
     }

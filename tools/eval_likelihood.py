@@ -4,7 +4,11 @@ The images are dequantized here with a fixed seed (x = (u8 + U[0,1)) / 256, then
 centered models; the uniform noise for image i comes from numpy default_rng([seed, i]), so any
 subset can be recomputed exactly), written as a .npy in model units and handed to
 `scored likelihood` (probability-flow ODE, RK45, rtol = atol = 1e-5 unless told otherwise,
-one Rademacher Hutchinson probe, the engine's default eps). The engine reports the continuous
+one Rademacher Hutchinson probe, the engine's default eps), one image per call with
+`--seed i`: image i's probe comes from the engine's stream (i, 0) whatever the chunking, so
+two runs at different tolerances are paired image by image.  (Rows written before this rule,
+e.g. fmnist-vp-bpd.jsonl rows 88 and up, drew the probe from the image's position in an
+8- or 4-image call instead: unbiased, but not paired with a run chunked differently.) The engine reports the continuous
 log-density in nats; bits/dim = -nats / (D ln 2) + 8 - log2(2) for centered data (the
 [-1, 1] scaling's Jacobian) or + 8 for [0, 1] data, the same formula as the engine's own
 dequantized PNG path (spec 5).
@@ -67,21 +71,25 @@ def read_done(path):
     return done
 
 
-def run_chunk(scored, model, x, rtol, atol, threads):
-    """Per-item (nats, nfe) of float32 [n, C, H, W] from `scored likelihood`."""
+def run_chunk(scored, model, x, idx, rtol, atol, threads):
+    """Per-item (nats, nfe) of float32 [n, C, H, W] from `scored likelihood`, item k with
+    --seed idx[k] (its probe keyed by its index in the set)."""
+    out = []
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "x.npy")
-        np.save(path, x)
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-        p = subprocess.run([scored, "likelihood", "--model", model, "--input", path,
-                            "--rtol", repr(rtol), "--atol", repr(atol)],
-                           capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        raise RuntimeError(f"scored likelihood failed ({p.returncode}): {p.stderr.strip()}")
-    rows = [json.loads(s) for s in p.stdout.splitlines() if s.strip()]
-    if len(rows) != len(x):
-        raise RuntimeError(f"scored likelihood printed {len(rows)} rows for {len(x)} items")
-    return [(r["log_likelihood_nats"], r["nfe"]) for r in rows]
+        for xi, i in zip(x, idx):
+            np.save(path, xi[None])
+            p = subprocess.run([scored, "likelihood", "--model", model, "--input", path,
+                                "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(int(i))],
+                               capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                raise RuntimeError(f"scored likelihood failed ({p.returncode}): {p.stderr.strip()}")
+            rows = [json.loads(s) for s in p.stdout.splitlines() if s.strip()]
+            if len(rows) != 1:
+                raise RuntimeError(f"scored likelihood printed {len(rows)} rows for 1 item")
+            out.append((rows[0]["log_likelihood_nats"], rows[0]["nfe"]))
+    return out
 
 
 def load_set(name):
@@ -116,7 +124,7 @@ def evaluate(model, set_name, n, out, scored=None, seed=0, chunk=8, rtol=1e-5, a
             break
         idx = todo[c:c + chunk]
         x = dequantize(images[idx], idx, seed, centered)
-        res = run_chunk(scored, model, x, rtol, atol, threads)
+        res = run_chunk(scored, model, x, idx, rtol, atol, threads)
         with open(out, "a") as f:
             for i, (nats, nfe) in zip(idx, res):
                 f.write(json.dumps({"set": set_name, "index": int(i),

@@ -483,9 +483,8 @@ static void profile_forward(const net *n, net_workspace *ws, int N, double *t)
         case OP_DENSE: dense_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C); break;
         case OP_GROUPNORM: { /* fused with a following SiLU, as net_forward does: both timed here */
             float *stats = D(op->aux);
-            const net_op *next = i + 1 < n->n_ops ? &n->ops[i + 1] : NULL;
-            const int fuse = next && next->kind == OP_SILU && next->in0 == op->out;
-            groupnorm_silu_forward(D(op->out), fuse ? D(next->out) : NULL, stats, stats + (size_t)N * op->groups,
+            const int fuse = net_fuses_groupnorm_silu(n, i);
+            groupnorm_silu_forward(D(op->out), fuse ? D(n->ops[i + 1].out) : NULL, stats, stats + (size_t)N * op->groups,
                                    D(op->in0), op->w, op->b, N, a->C, P, op->groups, 1e-6f);
             i += fuse;
             break;

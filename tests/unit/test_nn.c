@@ -109,6 +109,11 @@ static const conv_case conv_cases[] = {
     {2, 5, 7, 11, 3, {4, 2, 3, 0, 1, 3, 2}, 0},         /* 4x2, stride 3                 */
     {1, 2, 4, 5, 3, {3, 3, 1, 3, 0, 0, 3}, 1},          /* padding wider than the kernel */
     {2, 7, 6, 6, 1, {5, 5, 1, 2, 2, 2, 2}, 1},
+    /* 'same'-width stride 1 (the shifted-plane im2col) where some kernel rows see only
+     * padding: taller than the input plus its padding on one side */
+    {2, 3, 1, 4, 2, {5, 5, 1, 2, 2, 2, 2}, 1},
+    {2, 2, 1, 3, 2, {3, 3, 1, 2, 1, 0, 1}, 1},
+    {1, 2, 2, 5, 3, {3, 3, 1, 0, 1, 2, 1}, 0},
 };
 #define N_CONV_CASES (sizeof conv_cases / sizeof conv_cases[0])
 
