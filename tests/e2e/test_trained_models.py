@@ -16,6 +16,7 @@ from e2e_util import REPO, b64, png_decode, png_encode, unb64
 pytestmark = pytest.mark.server
 
 VP = "fmnist-vp"
+VE = "fmnist-ve"
 EMOJI = "emoji-vp"
 ODE = {"kind": "ode", "solver": "heun", "steps": 20}
 
@@ -38,21 +39,35 @@ def require(api, model):
     return api.get(f"/v1/models/{model}", expect=200).doc
 
 
-def test_fmnist_vp_samples_look_like_fashion_mnist(api):
-    """Fashion-MNIST pictures are a dark background around a bright object: over 8 samples the
-    mean pixel and the dark fraction sit near the data's (training set: mean 72.9, about half
-    the pixels under 10), far from what noise or a blank image gives."""
-    require(api, VP)
-    r = api.post(f"/v1/models/{VP}/samples", json={"n": 8, "seed": 11, "format": "json",
-                                                   "sampler": ODE}, expect=200)
-    ims = images_of(r.doc)
-    assert len(ims) == 8 and ims[0].shape == (28, 28)
+def assert_fashion_mnist_like(ims, n):
+    """Fashion-MNIST pictures are a dark background around a bright object: the mean pixel and
+    the dark fraction sit near the data's (training set: mean 72.9, about half the pixels under
+    10), far from what noise or a blank image gives; and samples of one request differ."""
+    assert len(ims) == n and ims[0].shape == (28, 28)
     for im in ims:
         assert 20 < im.mean() < 160, im.mean()
         assert 0.15 < (im < 10).mean() < 0.9, (im < 10).mean()
         assert im.max() > 150  # a bright object, not a gray haze
-    # the samples differ from each other (one seed, eight streams)
     assert min(np.abs(a - b).mean() for i, a in enumerate(ims) for b in ims[i + 1:]) > 5
+
+
+def test_fmnist_vp_samples_look_like_fashion_mnist(api):
+    require(api, VP)
+    r = api.post(f"/v1/models/{VP}/samples", json={"n": 8, "seed": 11, "format": "json",
+                                                   "sampler": ODE}, expect=200)
+    assert_fashion_mnist_like(images_of(r.doc), 8)
+
+
+def test_fmnist_ve_pc_samples_look_like_fashion_mnist(api):
+    """fmnist-ve (NCSN++, VE SDE) with the sampler it was designed for: PC reverse diffusion +
+    Langevin (100 noise levels here, to keep the test short)."""
+    info = require(api, VE)
+    assert info["sde"]["type"] == "ve"
+    pc = {"kind": "pc", "predictor": "reverse_diffusion", "corrector": "langevin", "snr": 0.16,
+          "steps": 100}
+    r = api.post(f"/v1/models/{VE}/samples", json={"n": 4, "seed": 5, "format": "json",
+                                                   "sampler": pc}, expect=200)
+    assert_fashion_mnist_like(images_of(r.doc), 4)
 
 
 def test_fmnist_vp_class_conditional_samples_are_of_the_class(api):
