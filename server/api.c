@@ -305,9 +305,8 @@ static int get_likelihood_cfg(const api_request *r, const json_t *p, likelihood_
      * probe (likelihood_config_model_default); hutchinson or probes alone mean Hutchinson */
     likelihood_config_model_default(c, r->model);
     long probes, steps;
-    int exact = c->exact_divergence, rc;
-    if (json_object_get(p, "hutchinson") || json_object_get(p, "probes")) exact = 0;
     const json_t *h = json_object_get(p, "hutchinson");
+    int exact = c->exact_divergence && !h && !json_object_get(p, "probes"), rc;
     if (h) {
         if (!json_is_string(h) || probe_kind_from_str(json_string_value(h), &c->probe))
             return sc_fail(err, SC_ERR_INVALID, "hutchinson must be \"rademacher\" or \"gaussian\"");
