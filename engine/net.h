@@ -34,14 +34,22 @@ typedef enum {
     OP_KIND_COUNT
 } net_op_kind;
 
+/* GRAD_WRITE: the first gradient a buffer gets in backward order is written over it;
+ * GRAD_ADD: later ones are added; GRAD_NONE: this input gets none from this op. */
+typedef enum { GRAD_NONE, GRAD_WRITE, GRAD_ADD } net_grad_mode;
+
 typedef struct net_op {
     net_op_kind kind;
     int in0, in1, in2, out;  /* buffer ids, -1 when unused                              */
     int aux;                 /* saved-for-backward buffer id, or -1                     */
     long w_off, b_off;       /* offsets into the weight storage, -1 when absent          */
     const float *w, *b;      /* resolved by net_finish                                  */
+    const float *wino;       /* OP_CONV with CONV2D_3X3: its Winograd kernels (16,K,C),
+                                made by net_finish; NULL: the im2col path                */
     conv2d_geom geom;
     int groups;              /* GroupNorm                                                */
+    unsigned char grad_mode[3]; /* per input slot (in0..in2), set by net_finish: what the
+                                   backward does with its gradient (net_grad_mode)       */
     float scale, shift;
 } net_op;
 
@@ -49,6 +57,7 @@ typedef struct net_op {
 typedef struct net_buf {
     int C, H, W;
     int grad;                /* depends on the input x (needs a gradient)               */
+    int grad_zero;           /* needs a gradient but no op gives it one: backward zeroes */
     size_t offset;           /* in floats, per batch: data = arena + offset * N         */
 } net_buf;
 
@@ -65,6 +74,7 @@ typedef struct net {
     size_t scratch_floats;       /* per call, independent of N                           */
     float *weights;          /* owned: every weight, converted to float32               */
     size_t n_weights, cap_weights;
+    float *wino;             /* owned: the 3x3 convs' Winograd kernels (net_finish)     */
 } net;
 
 void net_init(net *n);
@@ -76,7 +86,16 @@ int net_op_add(net *n, net_op op);                                  /* 0 or SC_E
 /* Reserves count floats of weight storage; returns the offset, or -1 when out of memory.
  * Ops refer to weights by offset; net_finish turns offsets into pointers. */
 long net_weights_reserve(net *n, size_t count);
-void net_finish(net *n);  /* computes offsets and scratch; resolves weight offsets */
+/* Computes offsets and scratch, resolves weight offsets, and transforms the 3x3 'same' convs'
+ * kernels for Winograd (conv2d_winograd_weights; 16/9 of their weights).  After it the weights
+ * are read-only.  0, or SC_ERR_NOMEM. */
+int net_finish(net *n);
+/* One conv op, forward (out = conv(in) + b) or input gradient (din = conv^T(dout)), by
+ * Winograd when op->wino is set, else im2col + sgemm.  What net_forward/net_backward run. */
+void net_conv_forward(const net_op *op, float *out, const float *in, int N, int C, int H, int W, int K,
+                      float *scratch);
+void net_conv_backward_input(const net_op *op, float *din, const float *dout, int N, int C, int H, int W,
+                             int K, float *scratch);
 
 /* Per-thread working memory for batches of up to max_batch samples. */
 typedef struct net_workspace {
@@ -102,8 +121,14 @@ float *net_grad(const net *n, const net_workspace *ws, int buf, int N);
  * two as one pass (groupnorm_silu_forward). */
 int net_fuses_groupnorm_silu(const net *n, int i);
 void net_forward(const net *n, net_workspace *ws, int N);
+/* Op i alone (what net_forward loops over); returns how many ops it ran (2: a GroupNorm fused
+ * with the SiLU after it). */
+int net_forward_op(const net *n, net_workspace *ws, int N, int i);
 /* After net_forward: given dout for the output buffer (written into net_grad(output)),
  * computes the gradient with respect to the input into net_grad(input). */
 int net_backward(const net *n, net_workspace *ws, int N, sc_error *err);
+/* Its steps: zero the gradients no op writes, then op i's backward for i = n_ops-1 .. 0. */
+void net_backward_zero(const net *n, net_workspace *ws, int N);
+void net_backward_op(const net *n, net_workspace *ws, int N, int i);
 
 #endif

@@ -547,7 +547,7 @@ int net_build(net *n, const net_config *c, const net_weights_src *src, sc_error 
     bld b = {.n = n, .c = c, .src = src, .err = err, .temb_act = -1, .ddpm_model = strcmp(c->name, "ddpm") == 0};
     int rc = strcmp(c->name, "classifier") == 0 ? build_classifier(&b) : build_unet(&b);
     if (rc) return rc;
-    net_finish(n);
+    if (net_finish(n)) return sc_fail(err, SC_ERR_NOMEM, "out of memory for the network's Winograd kernels");
     return 0;
 }
 

@@ -70,6 +70,34 @@ void conv2d_backward_input(float *din, const float *dout, const float *w,
 void conv2d_backward_input_ref(float *din, const float *dout, const float *w,
                                int N, int C, int H, int W, int K, conv2d_geom g);
 
+/* ---- 3x3 'same' convs by Winograd F(2x2,3x3) (nn_winograd.c) -------------------------------
+ * For CONV2D_3X3 only (conv2d_winograd_applies).  The kernels are transformed once, at load:
+ * U (16, K, C) = conv2d_winograd_weights(w (K, C, 3, 3)); both directions use the same U.
+ * Every sample's tiles are columns of shared products computed in a fixed per-column order, so
+ * results are bit-identical alone or in any batch (see the file's comment).  Scratch: per call,
+ * independent of N.  Same semantics as conv2d_forward / conv2d_backward_input with CONV2D_3X3,
+ * equal to them up to rounding (the transforms add and subtract before multiplying). */
+int conv2d_winograd_applies(conv2d_geom g);
+size_t conv2d_winograd_weight_floats(int C, int K);
+void conv2d_winograd_weights(float *U, const float *w, int K, int C);
+size_t conv2d_winograd_scratch_floats(int C, int K, int H, int W);
+/* in (N,C,H,W), b (K) or NULL -> out (N,K,H,W) */
+void conv2d_winograd_forward(float *out, const float *in, const float *U, const float *b,
+                             int N, int C, int H, int W, int K, float *scratch);
+/* dout (N,K,H,W) -> din (N,C,H,W), overwritten */
+void conv2d_winograd_backward_input(float *din, const float *dout, const float *U,
+                                    int N, int C, int H, int W, int K, float *scratch);
+/* The matrix-product kernel, chosen at run time (AUTO: the widest the CPU has); the _with
+ * forms pin one, for tests and benchmarks.  AVX2 and AVX-512 give the same bits (fused
+ * multiply-adds in the same order); PLAIN rounds each product (no FMA). */
+typedef enum { WINOGRAD_AUTO, WINOGRAD_PLAIN, WINOGRAD_AVX2, WINOGRAD_AVX512 } winograd_kernel;
+int winograd_kernel_available(winograd_kernel kind);
+void conv2d_winograd_forward_with(winograd_kernel kind, float *out, const float *in, const float *U,
+                                  const float *b, int N, int C, int H, int W, int K, float *scratch);
+void conv2d_winograd_backward_input_with(winograd_kernel kind, float *din, const float *dout,
+                                         const float *U, int N, int C, int H, int W, int K,
+                                         float *scratch);
+
 /* ---- NIN and Dense (nn_misc.c) ------------------------------------------------------------
  * NIN (layers.NIN): per-position linear map, w (C,O) -- transposed relative to a 1x1 conv --,
  * b (O) or NULL:  out[n,o,p] = b[o] + sum_c in[n,c,p] * w[c,o].  One sgemm per sample. */
@@ -119,6 +147,9 @@ void groupnorm_silu_forward(float *out, float *silu, float *mean, float *rstd, c
 /* dout (N,C,P), in and mean/rstd (N,G) from the forward -> din (N,C,P), overwritten:
  *   din = rstd * (g - mean_group(g) - xhat * mean_group(g * xhat)),  g = dout*gamma. */
 void groupnorm_backward_input(float *din, const float *dout, const float *in, const float *mean,
+                              const float *rstd, const float *gamma, int N, int C, int P, int G);
+/* The plain loop (double sums) the vector version above is tested against. */
+void groupnorm_backward_input_ref(float *din, const float *dout, const float *in, const float *mean,
                               const float *rstd, const float *gamma, int N, int C, int P, int G);
 
 /* ---- Attention core (nn_attn.c), single head as AttnBlockpp ----------------------------------

@@ -87,6 +87,7 @@ typedef struct opts {
     int threads[MAX_LIST], n_threads;
     int profile, profile_batch;
     int workers;     /* > 1: also W threads, each its own workspace, OpenBLAS on 1 thread */
+    int im2col_only; /* --conv im2col: the 3x3 convs without Winograd (the sgemm path)     */
 } opts;
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
@@ -411,11 +412,11 @@ static void fill_inputs(const net *n, const net_config *c, net_workspace *ws, in
 /* ---- per-op-kind profile: instrumented copies of net_forward / net_backward --------------------- */
 
 enum {
-    PK_IM2COL, PK_CONV_GEMM, PK_COL2IM, PK_NIN, PK_DENSE, PK_GROUPNORM, PK_SILU, PK_ADD, PK_BIAS, PK_ATTN,
+    PK_IM2COL, PK_CONV_GEMM, PK_COL2IM, PK_WINO_FWD, PK_WINO_BWD, PK_NIN, PK_DENSE, PK_GROUPNORM, PK_SILU, PK_ADD, PK_BIAS, PK_ATTN,
     PK_FIR, PK_NAIVE, PK_CONCAT, PK_OTHER, PK_ZERO, PK_ACCUM, PK_COUNT
 };
 static const char *const PK_NAMES[PK_COUNT] = {
-    "conv im2col+bias", "conv sgemm", "conv col2im", "NIN (sgemm)", "dense (sgemv)", "groupnorm(+silu)", "silu",
+    "conv im2col+bias", "conv sgemm", "conv col2im", "conv 3x3 winograd", "conv 3x3 winograd^T", "NIN (sgemm)", "dense (sgemv)", "groupnorm(+silu)", "silu",
     "add (residual)", "temb bias", "attention core", "FIR up/down/blur", "nearest/avgpool", "concat/split",
     "affine/div/embed", "zero grads", "grad accumulate"};
 
@@ -465,176 +466,32 @@ static int op_profile_kind(net_op_kind k)
     }
 }
 
-/* One forward pass, op by op as net_forward runs it, adding each op's seconds to t[kind]
- * (a conv's whole time to PK_IM2COL). */
+/* One forward pass, op by op as net_forward runs it (net_forward_op), adding each op's seconds
+ * to t[kind] (an im2col conv's whole time to PK_IM2COL; profile() moves its sgemm share). */
 static void profile_forward(const net *n, net_workspace *ws, int N, double *t)
 {
-    for (int i = 0; i < n->n_ops; i++) {
+    for (int i = 0; i < n->n_ops;) {
         const net_op *op = &n->ops[i];
-        const net_buf *a = op->in0 >= 0 ? &n->bufs[op->in0] : NULL, *o = &n->bufs[op->out];
-        const int P = a ? a->H * a->W : 0;
         const double t0 = now();
-        switch (op->kind) {
-        case OP_CONV: /* the whole conv; profile() moves the sgemm share to PK_CONV_GEMM */
-            conv2d_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, a->H, a->W, o->C, op->geom, ws->scratch);
-            t[PK_IM2COL] += now() - t0;
-            continue;
-        case OP_NIN: nin_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C, P); break;
-        case OP_DENSE: dense_forward(D(op->out), D(op->in0), op->w, op->b, N, a->C, o->C); break;
-        case OP_GROUPNORM: { /* fused with a following SiLU, as net_forward does: both timed here */
-            float *stats = D(op->aux);
-            const int fuse = net_fuses_groupnorm_silu(n, i);
-            groupnorm_silu_forward(D(op->out), fuse ? D(n->ops[i + 1].out) : NULL, stats, stats + (size_t)N * op->groups,
-                                   D(op->in0), op->w, op->b, N, a->C, P, op->groups, 1e-6f);
-            i += fuse;
-            break;
-        }
-        case OP_SILU: silu_forward(D(op->out), D(op->in0), (size_t)N * a->C * P); break;
-        case OP_ADD: nn_add_scaled(D(op->out), D(op->in0), D(op->in1), op->scale, (size_t)N * a->C * P); break;
-        case OP_BIAS:
-            memcpy(D(op->out), D(op->in0), sizeof(float) * (size_t)N * a->C * P);
-            nn_add_channel_bias(D(op->out), D(op->in1), N, a->C, P);
-            break;
-        case OP_ATTN: attn_forward(D(op->out), D(op->aux), D(op->in0), D(op->in1), D(op->in2), N, a->C, P); break;
-        case OP_FIR_UP: fir_upsample2x_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W, ws->scratch); break;
-        case OP_FIR_DOWN: fir_downsample2x_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W, ws->scratch); break;
-        case OP_FIR_BLUR: fir_blur_pad2_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W, ws->scratch); break;
-        case OP_NEAREST_UP: nearest_upsample2x_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W); break;
-        case OP_AVGPOOL: avgpool2x2_forward(D(op->out), D(op->in0), N, a->C, a->H, a->W); break;
-        case OP_CONCAT: nn_concat_channels(D(op->out), D(op->in0), D(op->in1), N, a->C, n->bufs[op->in1].C, P); break;
-        case OP_AFFINE: {
-            float *y = D(op->out);
-            const float *x = D(op->in0);
-            for (size_t k = 0; k < (size_t)N * a->C * P; k++) y[k] = x[k] * op->scale + op->shift;
-            break;
-        }
-        case OP_DIV_SAMPLE: {
-            float *y = D(op->out);
-            const float *x = D(op->in0), *s = D(op->in1);
-            const size_t per = (size_t)a->C * P;
-            for (int b = 0; b < N; b++)
-                for (size_t k = 0; k < per; k++) y[b * per + k] = x[b * per + k] / s[b];
-            break;
-        }
-        case OP_EMBED_FOURIER: embed_gaussian_fourier(D(op->out), D(op->in0), op->w, N, o->C / 2); break;
-        case OP_EMBED_POSITIONAL: embed_positional(D(op->out), D(op->in0), N, o->C); break;
-        default:
-            fprintf(stderr, "bench_net: op kind %d is not profiled\n", (int)op->kind);
-            exit(1);
-        }
-        t[op_profile_kind(op->kind)] += now() - t0;
+        i += net_forward_op(n, ws, N, i); /* a GroupNorm fused with its SiLU: both timed here */
+        t[op->kind != OP_CONV ? op_profile_kind(op->kind) : op->wino ? PK_WINO_FWD : PK_IM2COL] += now() - t0;
     }
 }
 
-/* One backward pass as net_backward runs it (after a forward), timed by kind (a conv's whole
- * time to PK_COL2IM); gradient accumulation (nn_add into a running gradient) is its own kind. */
+/* One backward pass as net_backward runs it (after a forward), op by op (net_backward_op: each
+ * op's time includes adding its gradient where another op already gave one), timed by kind (an
+ * im2col conv's whole time to PK_COL2IM). */
 static void profile_backward(const net *n, net_workspace *ws, int N, double *t)
 {
     double t0 = now();
-    for (int i = 0; i < n->n_bufs; i++)
-        if (n->bufs[i].grad && i != n->output)
-            memset(G(i), 0, sizeof(float) * (size_t)n->bufs[i].C * n->bufs[i].H * n->bufs[i].W * N);
+    net_backward_zero(n, ws, N);
     t[PK_ZERO] += now() - t0;
-    float *tmp = ws->tmp;
-#define ACC(dst, src, cnt)                          \
-    do {                                            \
-        const double ta_ = now();                   \
-        nn_add((dst), (dst), (src), (cnt));         \
-        t[PK_ACCUM] += now() - ta_;                 \
-    } while (0)
     for (int i = n->n_ops - 1; i >= 0; i--) {
         const net_op *op = &n->ops[i];
-        if (!needs_backward(n, op)) continue;
-        const net_buf *a = &n->bufs[op->in0], *o = &n->bufs[op->out];
-        const int P = a->H * a->W;
-        const size_t na = (size_t)N * a->C * P;
-        const float *dout = G(op->out);
-        const int kind = op_profile_kind(op->kind);
         t0 = now();
-        switch (op->kind) {
-        case OP_CONV: /* the whole conv; profile() moves the sgemm share to PK_CONV_GEMM */
-            conv2d_backward_input(tmp, dout, op->w, N, a->C, a->H, a->W, o->C, op->geom, ws->scratch);
-            t[PK_COL2IM] += now() - t0;
-            ACC(G(op->in0), tmp, na);
-            continue;
-        case OP_NIN:
-            nin_backward_input(tmp, dout, op->w, N, a->C, o->C, P);
-            t[kind] += now() - t0;
-            ACC(G(op->in0), tmp, na);
-            continue;
-        case OP_DENSE:
-            if (!a->grad) continue;
-            dense_backward_input(tmp, dout, op->w, N, a->C, o->C);
-            t[kind] += now() - t0;
-            ACC(G(op->in0), tmp, na);
-            continue;
-        case OP_GROUPNORM: {
-            const float *stats = D(op->aux);
-            groupnorm_backward_input(tmp, dout, D(op->in0), stats, stats + (size_t)N * op->groups, op->w, N, a->C, P,
-                                     op->groups);
-            t[kind] += now() - t0;
-            ACC(G(op->in0), tmp, na);
-            continue;
-        }
-        case OP_SILU:
-            silu_backward(tmp, dout, D(op->in0), na);
-            t[kind] += now() - t0;
-            ACC(G(op->in0), tmp, na);
-            continue;
-        case OP_ADD:
-            for (int side = 0; side < 2; side++) {
-                const int in = side ? op->in1 : op->in0;
-                if (!n->bufs[in].grad) continue;
-                const double ts = now();
-                nn_scale(tmp, dout, op->scale, na);
-                t[kind] += now() - ts;
-                ACC(G(in), tmp, na);
-            }
-            continue;
-        case OP_BIAS:
-            if (a->grad) ACC(G(op->in0), dout, na);
-            continue;
-        case OP_ATTN:
-            attn_backward(tmp, tmp + na, tmp + 2 * na, dout, D(op->aux), D(op->in0), D(op->in1), D(op->in2), N,
-                          a->C, P, ws->scratch);
-            t[kind] += now() - t0;
-            ACC(G(op->in0), tmp, na);
-            ACC(G(op->in1), tmp + na, na);
-            ACC(G(op->in2), tmp + 2 * na, na);
-            continue;
-        case OP_FIR_UP: fir_upsample2x_backward(tmp, dout, N, a->C, a->H, a->W, ws->scratch); goto unary;
-        case OP_FIR_DOWN: fir_downsample2x_backward(tmp, dout, N, a->C, a->H, a->W, ws->scratch); goto unary;
-        case OP_FIR_BLUR: fir_blur_pad2_backward(tmp, dout, N, a->C, a->H, a->W, ws->scratch); goto unary;
-        case OP_NEAREST_UP: nearest_upsample2x_backward(tmp, dout, N, a->C, a->H, a->W); goto unary;
-        case OP_AVGPOOL: avgpool2x2_backward(tmp, dout, N, a->C, a->H, a->W); goto unary;
-        case OP_AFFINE: nn_scale(tmp, dout, op->scale, na); goto unary;
-        case OP_DIV_SAMPLE: {
-            const float *s = D(op->in1);
-            const size_t per = (size_t)a->C * P;
-            for (int b = 0; b < N; b++)
-                for (size_t k = 0; k < per; k++) tmp[b * per + k] = dout[b * per + k] / s[b];
-            goto unary;
-        }
-        case OP_CONCAT: {
-            const net_buf *b = &n->bufs[op->in1];
-            const size_t nb = (size_t)N * b->C * P;
-            nn_split_channels(tmp, tmp + na, dout, N, a->C, b->C, P);
-            t[kind] += now() - t0;
-            if (a->grad) ACC(G(op->in0), tmp, na);
-            if (b->grad) ACC(G(op->in1), tmp + na, nb);
-            continue;
-        }
-        default:
-            fprintf(stderr, "bench_net: op kind %d is not profiled\n", (int)op->kind);
-            exit(1);
-        }
-        t[kind] += now() - t0;
-        continue;
-    unary:
-        t[kind] += now() - t0;
-        ACC(G(op->in0), tmp, na);
+        net_backward_op(n, ws, N, i);
+        t[op->kind != OP_CONV ? op_profile_kind(op->kind) : op->wino ? PK_WINO_BWD : PK_COL2IM] += now() - t0;
     }
-#undef ACC
 }
 
 #undef D
@@ -649,7 +506,7 @@ static double conv_gemm_pass(const net *n, net_workspace *ws, int N, int backwar
     double t = 0;
     for (int i = 0; i < n->n_ops; i++) {
         const net_op *op = &n->ops[i];
-        if (op->kind != OP_CONV || (backward && !needs_backward(n, op))) continue;
+        if (op->kind != OP_CONV || op->wino || (backward && !needs_backward(n, op))) continue;
         const net_buf *a = &n->bufs[op->in0], *o = &n->bufs[op->out];
         const float *src = backward ? net_grad(n, ws, op->out, N) : net_data(n, ws, op->in0, N);
         const double t0 = now();
@@ -758,7 +615,7 @@ static void parse_args(int argc, char **argv, opts *o)
         }
         if (!v) {
             fprintf(stderr, "usage: bench_net [--json FILE | --no-json] [--min-time S] [--nets a,b] [--batches 1,8] "
-                            "[--threads 1,2] [--workers W] [--profile-batch N | --no-profile]\n");
+                            "[--threads 1,2] [--workers W] [--conv winograd|im2col] [--profile-batch N | --no-profile]\n");
             exit(2);
         }
         i++;
@@ -767,6 +624,8 @@ static void parse_args(int argc, char **argv, opts *o)
         else if (strcmp(a, "--batches") == 0) parse_list(v, o->batches, &o->n_batches);
         else if (strcmp(a, "--threads") == 0) parse_list(v, o->threads, &o->n_threads);
         else if (strcmp(a, "--workers") == 0) o->workers = atoi(v) < 0 ? 0 : atoi(v) > 16 ? 16 : atoi(v);
+        else if (strcmp(a, "--conv") == 0 && (strcmp(v, "im2col") == 0 || strcmp(v, "winograd") == 0))
+            o->im2col_only = strcmp(v, "im2col") == 0;
         else if (strcmp(a, "--profile-batch") == 0) o->profile_batch = atoi(v) > 0 ? atoi(v) : 32;
         else if (strcmp(a, "--nets") == 0) {
             for (int k = 0; k < N_NETS; k++) o->net_on[k] = 0;
@@ -894,6 +753,8 @@ int main(int argc, char **argv)
         net n;
         net_config c;
         if (build_net(&NETS[k], &n, &c)) return 1;
+        if (o.im2col_only)
+            for (int i = 0; i < n.n_ops; i++) n.ops[i].wino = NULL;
         r->params = net_param_count(&n);
         r->n_ops = n.n_ops;
         r->fl = count_flops(&n);

@@ -230,6 +230,112 @@ static void test_conv2d_batch_invariance(void **state)
     openblas_set_num_threads(saved);
 }
 
+/* ---- Winograd F(2x2,3x3) ------------------------------------------------------------------ */
+
+typedef struct wino_case {
+    int N, C, H, W, K;
+} wino_case;
+
+/* Odd and even sides (half tiles at the right and bottom edges), 1x1 and 1-row images, channel
+ * counts off the kernel's 8-row blocks, tile rows wider than a chunk (W 130: one row per chunk),
+ * a multi-chunk 28x28 map, and many channels (short chunks). */
+static const wino_case wino_cases[] = {
+    {2, 3, 7, 9, 5}, {3, 1, 1, 1, 1}, {2, 2, 1, 6, 3}, {1, 4, 5, 1, 9}, {2, 16, 28, 28, 32},
+    {1, 5, 3, 130, 4}, {2, 70, 8, 8, 90}, {3, 9, 14, 14, 17}, {2, 3, 5, 33, 4}, {1, 2, 16, 16, 3},
+};
+
+static void winograd_case(const wino_case *c, winograd_kernel kind, size_t t)
+{
+    const size_t nin = (size_t)c->N * c->C * c->H * c->W, nout = (size_t)c->N * c->K * c->H * c->W;
+    float *x = randn(nin, 110 + t, 1.0f), *w = randn((size_t)c->K * c->C * 9, 120 + t, 0.5f);
+    float *b = randn(c->K, 130 + t, 1), *dy = randn(nout, 140 + t, 1.0f);
+    float *U = zalloc(conv2d_winograd_weight_floats(c->C, c->K));
+    float *y = zalloc(nout), *yr = zalloc(nout), *dx = zalloc(nin), *dxr = zalloc(nin);
+    float *scr = zalloc(conv2d_winograd_scratch_floats(c->C, c->K, c->H, c->W));
+    char what[96];
+    conv2d_winograd_weights(U, w, c->K, c->C);
+    conv2d_winograd_forward_with(kind, y, x, U, b, c->N, c->C, c->H, c->W, c->K, scr);
+    conv2d_forward_ref(yr, x, w, b, c->N, c->C, c->H, c->W, c->K, CONV2D_3X3);
+    snprintf(what, sizeof what, "winograd forward case %zu kernel %d", t, (int)kind);
+    expect_close(y, yr, nout, 1e-5, what);
+    conv2d_winograd_backward_input_with(kind, dx, dy, U, c->N, c->C, c->H, c->W, c->K, scr);
+    conv2d_backward_input_ref(dxr, dy, w, c->N, c->C, c->H, c->W, c->K, CONV2D_3X3);
+    snprintf(what, sizeof what, "winograd backward case %zu kernel %d", t, (int)kind);
+    expect_close(dx, dxr, nin, 1e-5, what);
+    free(x), free(w), free(b), free(dy), free(U), free(y), free(yr), free(dx), free(dxr), free(scr);
+}
+
+/* Every kernel this CPU has, on every case, against the double-precision references. */
+static void test_winograd_matches_ref(void **state)
+{
+    (void)state;
+    assert_true(conv2d_winograd_applies(CONV2D_3X3));
+    assert_false(conv2d_winograd_applies(CONV2D_1X1));
+    assert_false(conv2d_winograd_applies(CONV2D_3X3_DOWN_PAD_BR));
+    assert_false(conv2d_winograd_applies((conv2d_geom){3, 3, 1, 1, 1, 0, 1}));
+    const winograd_kernel kinds[] = {WINOGRAD_AUTO, WINOGRAD_PLAIN, WINOGRAD_AVX2, WINOGRAD_AVX512};
+    int ran = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        if (kinds[k] != WINOGRAD_AUTO && !winograd_kernel_available(kinds[k])) continue;
+        for (size_t t = 0; t < sizeof wino_cases / sizeof wino_cases[0]; t++) winograd_case(&wino_cases[t], kinds[k], t);
+        ran++;
+    }
+    print_message("winograd: %d kernel choices checked (AVX2 %s, AVX-512 %s)\n", ran,
+                  winograd_kernel_available(WINOGRAD_AVX2) ? "yes" : "no",
+                  winograd_kernel_available(WINOGRAD_AVX512) ? "yes" : "no");
+    assert_true(ran >= 2);
+}
+
+/* The transformed kernel of a delta at tap (a, e) and the flip identity the backward uses:
+ * U' of the flipped kernel is U with frequencies permuted by p = (3, 1, 2, 0). */
+static void test_winograd_weight_transform(void **state)
+{
+    (void)state;
+    float w[9] = {0}, U[16], Uf[16], wf[9];
+    w[4] = 2.0f; /* centre tap: G g G^T = 2 * (G[:,1] G[:,1]^T), G[:,1] = (0, .5, -.5, 0) */
+    conv2d_winograd_weights(U, w, 1, 1);
+    const float g1[4] = {0, 0.5f, -0.5f, 0};
+    for (int f = 0; f < 16; f++) assert_float_equal(U[f], 2.0f * g1[f / 4] * g1[f % 4], 0);
+    float *r = randn(9, 150, 1.0f);
+    for (int i = 0; i < 9; i++) wf[i] = r[8 - i];
+    conv2d_winograd_weights(U, r, 1, 1);
+    conv2d_winograd_weights(Uf, wf, 1, 1);
+    const int p[4] = {3, 1, 2, 0};
+    for (int f = 0; f < 16; f++) assert_float_equal(Uf[f], U[4 * p[f / 4] + p[f % 4]], 1e-6);
+    free(r);
+}
+
+/* Bits: a sample alone = the same sample at each position of a batch of 5 (tiles of every
+ * sample share the products); the AVX2 and AVX-512 kernels agree to the bit. */
+static void test_winograd_batch_invariance(void **state)
+{
+    (void)state;
+    enum { NB = 5 };
+    const int C = 24, H = 13, W = 10, K = 20;
+    const size_t sin = (size_t)C * H * W, sout = (size_t)K * H * W;
+    float *x = randn(NB * sin, 160, 1), *w = randn((size_t)K * C * 9, 161, 0.1f), *b = randn(K, 162, 1);
+    float *dy = randn(NB * sout, 163, 1), *U = zalloc(conv2d_winograd_weight_floats(C, K));
+    float *y = zalloc(NB * sout), *y1 = zalloc(sout), *dx = zalloc(NB * sin), *dx1 = zalloc(sin);
+    float *scr = zalloc(conv2d_winograd_scratch_floats(C, K, H, W));
+    conv2d_winograd_weights(U, w, K, C);
+    conv2d_winograd_forward(y, x, U, b, NB, C, H, W, K, scr);
+    conv2d_winograd_backward_input(dx, dy, U, NB, C, H, W, K, scr);
+    for (int i = 0; i < NB; i++) {
+        conv2d_winograd_forward(y1, x + i * sin, U, b, 1, C, H, W, K, scr);
+        assert_memory_equal(y1, y + i * sout, sizeof(float) * sout);
+        conv2d_winograd_backward_input(dx1, dy + i * sout, U, 1, C, H, W, K, scr);
+        assert_memory_equal(dx1, dx + i * sin, sizeof(float) * sin);
+    }
+    if (winograd_kernel_available(WINOGRAD_AVX2) && winograd_kernel_available(WINOGRAD_AVX512)) {
+        float *y2 = zalloc(NB * sout);
+        conv2d_winograd_forward_with(WINOGRAD_AVX2, y, x, U, b, NB, C, H, W, K, scr);
+        conv2d_winograd_forward_with(WINOGRAD_AVX512, y2, x, U, b, NB, C, H, W, K, scr);
+        assert_memory_equal(y, y2, sizeof(float) * NB * sout);
+        free(y2);
+    }
+    free(x), free(w), free(b), free(dy), free(U), free(y), free(y1), free(dx), free(dx1), free(scr);
+}
+
 /* ---- NIN and Dense ------------------------------------------------------------------------ */
 
 typedef struct lin_ctx {
@@ -460,6 +566,14 @@ static void test_vector_kernels_match_references(void **state)
     groupnorm_silu_forward(g2, s2, NULL, NULL, gx + 2 * C * P, gamma, beta, 1, C, P, G, 1e-6f);
     assert_memory_equal(g2, g + 2 * C * P, sizeof(float) * C * P);
     assert_memory_equal(s2, gs + 2 * C * P, sizeof(float) * C * P);
+    /* the vector GroupNorm backward against the plain loop, and sample 2 alone */
+    float *gdy = randn(m, 305, 1);
+    groupnorm_backward_input(g2, gdy, gx, mean, rstd, gamma, N, C, P, G);
+    groupnorm_backward_input_ref(gr, gdy, gx, mean, rstd, gamma, N, C, P, G);
+    expect_close(g2, gr, m, 1e-5, "vector groupnorm backward against the reference");
+    groupnorm_backward_input(s2, gdy + 2 * C * P, gx + 2 * C * P, mean + 2 * G, rstd + 2 * G, gamma, 1, C, P, G);
+    assert_memory_equal(s2, g2 + 2 * C * P, sizeof(float) * C * P);
+    free(gdy);
     free(x), free(dy), free(y), free(yr), free(d), free(dr);
     free(gx), free(gamma), free(beta), free(g), free(gr), free(gs), free(g2), free(s2);
 }
@@ -940,6 +1054,9 @@ int main(void)
         cmocka_unit_test(test_conv2d_geometry),
         cmocka_unit_test(test_conv2d_backward_fd),
         cmocka_unit_test(test_conv2d_batch_invariance),
+        cmocka_unit_test(test_winograd_matches_ref),
+        cmocka_unit_test(test_winograd_weight_transform),
+        cmocka_unit_test(test_winograd_batch_invariance),
         cmocka_unit_test(test_nin),
         cmocka_unit_test(test_nin_is_transposed_conv1x1),
         cmocka_unit_test(test_dense),
