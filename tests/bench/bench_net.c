@@ -21,7 +21,8 @@
  * 3 is reported), --nets a,b (subset of ddpmpp, ncsnpp, ddpm, skip), --batches 1,8 (default
  * 1,8,32,64), --threads 1,2 (OpenBLAS threads, default 1,2), --workers W (default 2; 0 off: also
  * W threads at once, each evaluating whole batches with its own workspace and OpenBLAS on 1
- * thread, as the server uses the cores; their samples/s summed), --profile-batch N (default 32) /
+ * thread, as the server uses the cores; their samples/s summed), --conv im2col (the 3x3 'same'
+ * convs through im2col + sgemm instead of Winograd, for comparison), --profile-batch N (default 32) /
  * --no-profile: the per-op-kind breakdown of forward and VJP time printed after each table,
  * from instrumented copies of the tape loops, at the first thread count. */
 #include <jansson.h>
