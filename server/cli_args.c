@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const command_names[] = {"sample", "likelihood", "inpaint", "colorize",
                                             "score",  "encode",     "decode",  "models"};
@@ -48,6 +49,7 @@ static const cli_opt_spec opt_table[] = {
     [CLI_OPT_N] = {"n", required_argument, S | I | C},
     [CLI_OPT_SEED] = {"seed", required_argument, S | I | C | L},
     [CLI_OPT_BATCH] = {"batch", required_argument, ALL & ~M},
+    [CLI_OPT_THREADS] = {"threads", required_argument, S | L | I | C | E | D},
     [CLI_OPT_LABEL] = {"label", required_argument, S | I | C | R | D},
     [CLI_OPT_GUIDANCE] = {"guidance", required_argument, S | I | C | R | D},
     [CLI_OPT_SAMPLER] = {"sampler", required_argument, S | I | C},
@@ -220,6 +222,7 @@ static int set_option(cli_args *a, cli_opt id, const char *v, sc_error *err)
     case CLI_OPT_N: return cli_parse_int(opt, v, 1, CLI_MAX_SAMPLES, &a->n, err);
     case CLI_OPT_SEED: return cli_parse_u64(opt, v, &a->seed, err);
     case CLI_OPT_BATCH: return cli_parse_int(opt, v, 1, CLI_MAX_BATCH, &a->batch, err);
+    case CLI_OPT_THREADS: return cli_parse_int(opt, v, 1, CLI_MAX_THREADS, &a->threads, err);
     case CLI_OPT_GUIDANCE: return cli_parse_double(opt, v, 0, 0, 100, 0, &a->guidance, err);
     case CLI_OPT_SNR: return cli_parse_double(opt, v, 0, 1, 10, 0, &a->snr, err);
     case CLI_OPT_CORRECTOR_STEPS:
@@ -252,11 +255,18 @@ static int set_option(cli_args *a, cli_opt id, const char *v, sc_error *err)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
+int cli_default_threads(void)
+{
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : cores > CLI_MAX_THREADS ? CLI_MAX_THREADS : (int)cores;
+}
+
 int cli_parse(cli_command cmd, const char *usage, int argc, char **argv, cli_args *a)
 {
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
     a->batch = CLI_DEFAULT_BATCH;
+    a->threads = cli_default_threads();
 
     /* getopt_long's table: the rows of opt_table this command takes, then the terminator. */
     struct option longopts[OPT_TABLE_LEN + 1];

@@ -20,6 +20,7 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
 #define CLI_MAX_SAMPLES 4096    /* --n                                            */
 #define CLI_MAX_BATCH 65536     /* --batch                                        */
 #define CLI_DEFAULT_BATCH 64
+#define CLI_MAX_THREADS 256     /* --threads                                      */
 
 typedef enum cli_command {
     CLI_CMD_SAMPLE,
@@ -45,6 +46,7 @@ typedef enum cli_opt {
     CLI_OPT_N,
     CLI_OPT_SEED,
     CLI_OPT_BATCH,
+    CLI_OPT_THREADS,
     CLI_OPT_LABEL,
     CLI_OPT_GUIDANCE,
     CLI_OPT_SAMPLER,
@@ -76,6 +78,7 @@ typedef struct cli_args {
     int n;
     uint64_t seed;
     int batch;
+    int threads;           /* --threads, default the online cores (cli_default_threads) */
     double guidance;
     sampler_kind kind;
     predictor_kind predictor;
@@ -91,6 +94,9 @@ typedef struct cli_args {
     char **positional;     /* (n_positional) borrowed from argv */
     int n_positional;
 } cli_args;
+
+/* The online cores (1..CLI_MAX_THREADS): --threads' default. */
+int cli_default_threads(void);
 
 /* Parses argv (argv[0] is the subcommand's name) for cmd.  Prints `usage` on stdout for
  * --help, or one error on stderr.  Returns CLI_CONTINUE, or the exit code to return now. */

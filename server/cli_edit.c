@@ -17,6 +17,7 @@
     "                         written as a grid (ceil(sqrt(n)) columns, 2 px padding)\n"     \
     "  --seed S               0..2^64-1 (default 0); result i uses the random stream (S, i)\n" \
     "  --batch B              most score evaluations per batched call (default 64)\n"        \
+    "  --threads T            threads sharing each batch, OpenBLAS on one each (default: the cores)\n" \
     "  --label L, --guidance W  class guidance, as for 'scored sample'\n"                    \
     "  --sampler pc           the only sampler that conditions on known pixels\n"            \
     "  --predictor P, --corrector C, --snr R, --corrector-steps K, --steps N, --eps E,\n"    \
@@ -58,7 +59,7 @@ static int edit_run(const char *what, const cli_args *a, const sc_model *m,
     float *out = malloc(sizeof(float) * (size_t)n * (size_t)m->D);
     if (!out) return sc_fail(err, SC_ERR_NOMEM, "out of memory for %d results", n);
     cli_run_stats stats;
-    int rc = cli_run_samples(m, cfg, cond, NULL, a->seed, n, a->batch, out, &stats, err);
+    int rc = cli_run_samples(m, cfg, cond, NULL, a->seed, n, a->batch, a->threads, out, &stats, err);
     if (!rc) rc = cli_items_write(m, a->out, out, n, 1, err);
     free(out);
     if (rc) return rc;

@@ -28,6 +28,7 @@ static const char encode_usage[] =
     "  --steps N              euler/heun steps, 1..100000 (default 100)\n"
     "  --eps E                starting time in (0, 0.5) (default 1e-5)\n"
     "  --batch B              most score evaluations per batched call (default 64)\n"
+    "  --threads T            threads sharing each batch, OpenBLAS on one each (default: the cores)\n"
     "  -h, --help             this text\n";
 
 static const char decode_usage[] =
@@ -48,6 +49,7 @@ static const char decode_usage[] =
     "  --no-denoise           skip the final denoising step (needed to invert encode)\n"
     "  --label L, --guidance W  class guidance, as for 'scored sample'\n"
     "  --batch B              most score evaluations per batched call (default 64)\n"
+    "  --threads T            threads sharing each batch, OpenBLAS on one each (default: the cores)\n"
     "  -h, --help             this text\n"
     "\n"
     "The model card's default_sampler supplies solver, rtol and atol defaults.\n";
@@ -103,7 +105,7 @@ int cli_encode_main(int argc, char **argv)
         goto fail;
     }
     encode_ctx ctx = {.m = m, .cfg = &cfg, .items = &items, .latents = latents};
-    if (cli_run_tasks(m, items.n, a.batch, encode_create, encode_collect, &ctx, &stats, &err) ||
+    if (cli_run_tasks(m, items.n, a.batch, a.threads, encode_create, encode_collect, &ctx, &stats, &err) ||
         cli_npy_write(m, a.out, latents, items.n, items.batched, &err))
         goto fail;
     fprintf(stderr, "scored encode: model=%s n=%d solver=%s mean_nfe=%.1f seconds=%.3f out=%s\n",
@@ -150,7 +152,7 @@ int cli_decode_main(int argc, char **argv)
         sc_fail(&err, SC_ERR_NOMEM, "out of memory for %d items", items.n);
         goto fail;
     }
-    if (cli_run_samples(m, &cfg, &cond, items.x, 0, items.n, a.batch, out, &stats, &err) ||
+    if (cli_run_samples(m, &cfg, &cond, items.x, 0, items.n, a.batch, a.threads, out, &stats, &err) ||
         cli_items_write(m, a.out, out, items.n, items.batched, &err))
         goto fail;
     char desc[256];

@@ -44,6 +44,7 @@ static const char likelihood_usage[] =
     "                         dequantization noise from the random stream (S, i)\n"
     "  --latent-out Z.npy     also write the latents z = x(T), float32, shaped as the input\n"
     "  --batch B              most score evaluations per batched call (default 64)\n"
+    "  --threads T            threads sharing each batch, OpenBLAS on one each (default: the cores)\n"
     "  -h, --help             this text\n";
 
 typedef struct lik_ctx {
@@ -116,7 +117,7 @@ int cli_likelihood_main(int argc, char **argv)
         goto done;
     }
     lik_ctx ctx = {.m = m, .cfg = &cfg, .items = &items, .seed = a.seed, .latents = latents};
-    rc = cli_run_tasks(m, items.n, a.batch, lik_create, lik_collect, &ctx, &stats, &err);
+    rc = cli_run_tasks(m, items.n, a.batch, a.threads, lik_create, lik_collect, &ctx, &stats, &err);
     fflush(stdout);
     if (rc || (latents && cli_npy_write(m, a.latent_out, latents, items.n, items.batched, &err))) {
         code = cli_fail(&err);

@@ -1,6 +1,6 @@
 /* Running many engine tasks from the CLI: items are processed in waves of at most --batch
- * tasks, each wave with task_run_batched, so memory stays bounded by the batch and not by the
- * item count.  Results do not depend on the waves (every task has its own (seed, index)). */
+ * tasks, each wave shared by --threads lanes running task_run_batched, so memory stays bounded
+ * by the batch and not by the item count.  Results do not depend on the waves (every task has its own (seed, index)). */
 #ifndef SCORED_CLI_RUN_H
 #define SCORED_CLI_RUN_H
 
@@ -18,13 +18,14 @@ typedef struct cli_run_stats {
     double seconds;  /* wall time of the whole run */
 } cli_run_stats;
 
-int cli_run_tasks(const sc_model *m, int n, int batch, cli_task_create_fn create,
+/* threads: lanes that share each wave (one per core by default; OpenBLAS runs on one thread). */
+int cli_run_tasks(const sc_model *m, int n, int batch, int threads, cli_task_create_fn create,
                   cli_task_collect_fn collect, void *ctx, cli_run_stats *stats, sc_error *err);
 
 /* Runs n samples with cfg (pc or ode) and cond (may be NULL) into out (n, D): sample i from
  * the (seed, i) stream, or, when latents (n, D) is given, decoded from latent i (ode only). */
 int cli_run_samples(const sc_model *m, const sampler_config *cfg, const sc_condition *cond,
-                    const float *latents, uint64_t seed, int n, int batch, float *out,
+                    const float *latents, uint64_t seed, int n, int batch, int threads, float *out,
                     cli_run_stats *stats, sc_error *err);
 
 /* Monotonic seconds, for timing. */

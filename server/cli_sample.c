@@ -26,6 +26,7 @@ static const char sample_usage[] =
     "  --seed S               0..2^64-1 (default 0); sample i uses the random stream (S, i),\n"
     "                         so it does not depend on --n or --batch\n"
     "  --batch B              most score evaluations per batched call (default 64)\n"
+    "  --threads T            threads sharing each batch, OpenBLAS on one each (default: the cores)\n"
     "  --label L              class index or class name, for classifier guidance\n"
     "  --guidance W           guidance weight in [0, 100] (default 1 with --label)\n"
     "\n"
@@ -78,7 +79,7 @@ int cli_sample_main(int argc, char **argv)
         code = cli_fail(&err);
         goto done;
     }
-    if (cli_run_samples(m, &cfg, &cond, NULL, a.seed, n, a.batch, out, &stats, &err) ||
+    if (cli_run_samples(m, &cfg, &cond, NULL, a.seed, n, a.batch, a.threads, out, &stats, &err) ||
         cli_items_write(m, a.out, out, n, 1, &err)) {
         code = cli_fail(&err);
         goto done;

@@ -81,7 +81,8 @@ def run_chunk(scored, model, x, idx, rtol, atol, threads):
         for xi, i in zip(x, idx):
             np.save(path, xi[None])
             p = subprocess.run([scored, "likelihood", "--model", model, "--input", path,
-                                "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(int(i))],
+                                "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(int(i)),
+                                "--threads", str(threads)],
                                capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 raise RuntimeError(f"scored likelihood failed ({p.returncode}): {p.stderr.strip()}")
@@ -156,7 +157,7 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=8, help="images per `scored likelihood` call")
     ap.add_argument("--rtol", type=float, default=1e-5)
     ap.add_argument("--atol", type=float, default=1e-5)
-    ap.add_argument("--threads", type=int, default=1, help="OpenBLAS threads of the engine")
+    ap.add_argument("--threads", type=int, default=1, help="scored's --threads (and OPENBLAS_NUM_THREADS)")
     ap.add_argument("--minutes", type=float, help="stop after this long (resume later)")
     ap.add_argument("--scored", help="the scored binary (default ./scored)")
     a = ap.parse_args(argv)

@@ -473,7 +473,7 @@ def cmd_sample(a):
         seed = a.seed * SEED_STRIDE + k
         if not (os.path.isfile(path) and os.path.isfile(info) and len(np.load(path)) == m):
             cmd = [scored, "sample", "--model", a.model, "--n", str(m), "--seed", str(seed),
-                   "--out", path + ".tmp.npy"] + extra + cond
+                   "--threads", str(a.threads), "--out", path + ".tmp.npy"] + extra + cond
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 raise EvalError(f"scored sample failed ({p.returncode}): "
@@ -618,7 +618,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--label")
     p.add_argument("--guidance", type=float)
-    p.add_argument("--threads", type=int, default=1, help="OPENBLAS_NUM_THREADS for scored")
+    p.add_argument("--threads", type=int, default=1, help="scored's --threads (and OPENBLAS_NUM_THREADS)")
     p.add_argument("--scored", help="the scored binary (default ./scored)")
     p.set_defaults(fn=cmd_sample)
     return ap

@@ -38,6 +38,29 @@ def test_sample_pc_and_ode_are_deterministic(tmp_path):
     assert png_size(png)[:2] == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
 
 
+def test_threads_and_batch_never_change_a_result(tmp_path):
+    """--threads lanes share each --batch wave; every sample and likelihood keeps its bits
+    (the Winograd convolutions put the tiles of a whole batch in shared products)."""
+    runs = (["--threads", "1", "--batch", "64"], ["--threads", "2", "--batch", "64"],
+            ["--threads", "3", "--batch", "4"], ["--threads", "2", "--batch", "1"])
+    outs = []
+    for i, extra in enumerate(runs):
+        out = tmp_path / f"s{i}.npy"
+        ok("sample", "--model", DDPMPP, "--n", "5", "--seed", "9", "--steps", "30", *extra, "--out", out)
+        outs.append(out.read_bytes())
+    assert all(o == outs[0] for o in outs)
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(tmp_path / "s0.npy"))
+    liks = []
+    for extra in runs[:3]:
+        r = ok("likelihood", "--model", DDPMPP, "--input", x, "--solver", "heun", "--steps", "4", *extra)
+        liks.append(r.stdout)
+    assert liks[0] == liks[1] == liks[2] and liks[0].count("\n") >= 5
+    r = run("sample", "--model", DDPMPP, "--threads", "0", "--out", tmp_path / "z.npy")
+    assert r.returncode != 0 and "--threads must be an integer in [1, 256], got '0'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "z.npy").exists()
+
+
 def test_score_matches_the_golden_file(tmp_path):
     """scored score on the golden inputs reproduces PyTorch's scores."""
     import sys
