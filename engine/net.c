@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void plan_gradients(net *n);
+static int plan_gradients(net *n);
 
 void net_init(net *n)
 {
@@ -84,8 +84,9 @@ int net_finish(net *n)
         switch (op->kind) {
         case OP_CONV: {
             const int K = n->bufs[op->out].C;
-            scratch = max_sz(scratch, conv2d_scratch_floats(in->C, in->H, in->W, op->geom));
-            if (conv2d_winograd_applies(op->geom)) {
+            if (!conv2d_winograd_applies(op->geom))
+                scratch = max_sz(scratch, conv2d_scratch_floats(in->C, in->H, in->W, op->geom));
+            else {
                 scratch = max_sz(scratch, conv2d_winograd_scratch_floats(in->C, K, in->H, in->W));
                 wino += conv2d_winograd_weight_floats(in->C, K);
             }
@@ -99,8 +100,9 @@ int net_finish(net *n)
         }
     }
     n->scratch_floats = scratch;
-    plan_gradients(n);
+    if (plan_gradients(n)) return SC_ERR_NOMEM;
     /* the Winograd kernels, in op order */
+    for (int i = 0; i < n->n_ops; i++) n->ops[i].wino = NULL;
     free(n->wino);
     n->wino = wino ? malloc(sizeof(float) * wino) : NULL;
     if (wino && !n->wino) return SC_ERR_NOMEM;
@@ -292,25 +294,25 @@ static int gives_grad(const net *n, const net_op *op, int slot)
 
 /* In backward order, the first op to give a buffer its gradient writes it (GRAD_WRITE), later
  * ones add to it (GRAD_ADD): no zeroing, no temporary + add for the first.  Buffers that need a
- * gradient but get none are zeroed by net_backward (grad_zero). */
-static void plan_gradients(net *n)
+ * gradient but get none are zeroed by net_backward (grad_zero).  0, or SC_ERR_NOMEM. */
+static int plan_gradients(net *n)
 {
-    for (int b = 0; b < n->n_bufs; b++) n->bufs[b].grad_zero = 0;
-    unsigned char *given = calloc((size_t)n->n_bufs, 1);
-    if (n->output >= 0 && given) given[n->output] = 1;
+    unsigned char *given = calloc((size_t)n->n_bufs + 1, 1);
+    if (!given) return SC_ERR_NOMEM;
+    if (n->output >= 0) given[n->output] = 1;
     for (int i = n->n_ops - 1; i >= 0; i--) {
         net_op *op = &n->ops[i];
         const int in[3] = {op->in0, op->in1, op->in2};
         for (int slot = 0; slot < 3; slot++) {
             op->grad_mode[slot] = GRAD_NONE;
             if (!gives_grad(n, op, slot)) continue;
-            /* without the plan's memory, every contribution adds (to zeroed buffers) */
-            op->grad_mode[slot] = given && !given[in[slot]] ? GRAD_WRITE : GRAD_ADD;
-            if (given) given[in[slot]] = 1;
+            op->grad_mode[slot] = given[in[slot]] ? GRAD_ADD : GRAD_WRITE;
+            given[in[slot]] = 1;
         }
     }
-    for (int b = 0; b < n->n_bufs; b++) n->bufs[b].grad_zero = n->bufs[b].grad && b != n->output && (!given || !given[b]);
+    for (int b = 0; b < n->n_bufs; b++) n->bufs[b].grad_zero = n->bufs[b].grad && !given[b];
     free(given);
+    return 0;
 }
 
 void net_backward_zero(const net *n, net_workspace *ws, int N)

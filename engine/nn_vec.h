@@ -20,12 +20,6 @@
 #define NN_VEC_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define NN_VEC_CLONES
-/* SiLU per lane: x / (1 + exp(-x)). */
-static inline __attribute__((always_inline)) nn_v8f nn_v8f_silu(nn_v8f x)
-{
-    return x / (nn_v8f_splat(1.0f) + nn_v8f_exp(-x));
-}
-
 #endif
 
 typedef float nn_v8f __attribute__((vector_size(32)));

@@ -235,7 +235,7 @@ static inline __attribute__((always_inline)) void deinterleave_row(float *ev, fl
 
 /* V columns [col0, col0 + tw) for tile row ty of one channel plane x (H, W): V = B^T d B with
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].  Tile t's patch covers input rows 2ty-1..2ty+2
- * and columns 2t-1..2t+2 (zero outside the plane).  eo: 12 Lp floats of scratch. */
+ * and columns 2t-1..2t+2 (zero outside the plane).  eo: 8 Lp floats of scratch. */
 static inline __attribute__((always_inline)) void input_tile_row(float *V, size_t fstride, size_t col0,
                                                                  const float *x, int H, int W, int ty, int tw,
                                                                  int Lp, float *eo)
@@ -334,6 +334,10 @@ static void winograd_run(float *out, const float *in, const float *U, const floa
         const int ncols = (r1 - r0) * p.tw, CH = round_up(ncols, NR), LD = CH + PADL;
         const size_t vf = (size_t)Cin * LD + PADL, mf = (size_t)Coutp * LD + PADL; /* plane strides */
         float *M = V + 16 * vf;
+        /* the output transform's last vector of a chunk reads up to 8 columns past CH: keep
+         * them finite (their lanes are discarded) */
+        for (int f = 0; f < 16; f++)
+            for (int k = 0; k < Coutp; k++) memset(M + f * mf + (size_t)k * LD + CH, 0, sizeof(float) * PADL);
         for (int c = 0; c < Cin; c++) {
             for (int r = r0; r < r1; r++) {
                 const int n = r / p.th, ty = r % p.th;

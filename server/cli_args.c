@@ -1,6 +1,7 @@
 /* Option parsing for the scored subcommands: the table of every long option, the getopt_long
  * loop that fills a cli_args, and strict number / name parsing.  Not here: what the options
  * mean for a model (cli_config.c) or any file access (cli_io.c). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "cli_args.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <unistd.h>
 
 static const char *const command_names[] = {"sample", "likelihood", "inpaint", "colorize",
@@ -257,7 +259,9 @@ static int set_option(cli_args *a, cli_opt id, const char *v, sc_error *err)
 
 int cli_default_threads(void)
 {
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    /* the cores this process may run on (taskset, cgroup cpusets), else the online ones */
+    cpu_set_t set;
+    long cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     return cores < 1 ? 1 : cores > CLI_MAX_THREADS ? CLI_MAX_THREADS : (int)cores;
 }
 

@@ -78,7 +78,7 @@ typedef struct cli_args {
     int n;
     uint64_t seed;
     int batch;
-    int threads;           /* --threads, default the online cores (cli_default_threads) */
+    int threads;           /* --threads, default cli_default_threads()            */
     double guidance;
     sampler_kind kind;
     predictor_kind predictor;
@@ -95,7 +95,7 @@ typedef struct cli_args {
     int n_positional;
 } cli_args;
 
-/* The online cores (1..CLI_MAX_THREADS): --threads' default. */
+/* The cores this process may use (affinity; 1..CLI_MAX_THREADS): --threads' default. */
 int cli_default_threads(void);
 
 /* Parses argv (argv[0] is the subcommand's name) for cmd.  Prints `usage` on stdout for

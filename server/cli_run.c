@@ -1,5 +1,6 @@
-/* The CLI's task driver: waves of --batch tasks, each split over --threads lanes that run their
- * share through task_run_batched (one scratch buffer per lane for the whole run), and the sampling loop shared by sample, inpaint, colorize and decode.
+/* The CLI's task driver: waves of --batch tasks, each split over --threads lanes that run
+ * their share through task_run_batched (one scratch buffer per lane for the whole run), and
+ * the sampling loop shared by sample, inpaint, colorize and decode.
  * Not here: what the tasks compute (pc.c, flow.c). */
 #include "cli_run.h"
 
@@ -22,11 +23,11 @@ double cli_now(void)
 
 /* One thread's share of a wave: its tasks, batched at most max_batch, with its own scratch. */
 typedef struct lane {
-    const sc_model *m;
-    sc_task **tasks;
+    const sc_model *m;  /* borrowed                                      */
+    sc_task **tasks;    /* (count) borrowed: a slice of the wave          */
     int count, max_batch, rc;
-    void *scratch;
-    sc_error err;
+    void *scratch;      /* owned by cli_run_tasks: for max_batch tasks     */
+    sc_error err;       /* the lane's failure, when rc != 0               */
 } lane;
 
 static void *run_lane(void *arg)
@@ -76,7 +77,8 @@ int cli_run_tasks(const sc_model *m, int n, int batch, int threads, cli_task_cre
     SC_ASSERT(threads >= 1 && threads <= CLI_MAX_THREADS && batch >= 1);
     const int wave = n < batch ? n : batch;
     if (threads > wave) threads = wave;
-    /* the lanes share the wave, so all scratch together holds about one batch, as before */
+    /* the lanes share the wave: their scratch together holds ceil(wave / T) * T <= wave + T - 1
+     * tasks' worth (plus each lane's fixed part), about one batch as before */
     const int lane_batch = (wave + threads - 1) / threads;
     /* the lanes are the parallelism: OpenBLAS (the convs it still runs, NIN, attention) on one
      * thread each, as the server runs its workers */

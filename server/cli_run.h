@@ -1,6 +1,7 @@
 /* Running many engine tasks from the CLI: items are processed in waves of at most --batch
  * tasks, each wave shared by --threads lanes running task_run_batched, so memory stays bounded
- * by the batch and not by the item count.  Results do not depend on the waves (every task has its own (seed, index)). */
+ * by the batch and not by the item count.  Results do not depend on the waves or lanes (every
+ * task has its own (seed, index), and a sample's bits never depend on its batch-mates). */
 #ifndef SCORED_CLI_RUN_H
 #define SCORED_CLI_RUN_H
 
@@ -18,7 +19,8 @@ typedef struct cli_run_stats {
     double seconds;  /* wall time of the whole run */
 } cli_run_stats;
 
-/* threads: lanes that share each wave (one per core by default; OpenBLAS runs on one thread). */
+/* threads: lanes that share each wave (one per core by default).  Sets OpenBLAS to one thread
+ * for the rest of the process (openblas_set_num_threads(1)): the lanes are the parallelism. */
 int cli_run_tasks(const sc_model *m, int n, int batch, int threads, cli_task_create_fn create,
                   cli_task_collect_fn collect, void *ctx, cli_run_stats *stats, sc_error *err);
 

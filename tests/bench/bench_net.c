@@ -754,8 +754,15 @@ int main(int argc, char **argv)
         net n;
         net_config c;
         if (build_net(&NETS[k], &n, &c)) return 1;
-        if (o.im2col_only)
-            for (int i = 0; i < n.n_ops; i++) n.ops[i].wino = NULL;
+        if (o.im2col_only) /* the im2col path, with the scratch net_finish left out for it */
+            for (int i = 0; i < n.n_ops; i++) {
+                net_op *op = &n.ops[i];
+                if (op->kind != OP_CONV || !op->wino) continue;
+                const net_buf *a = &n.bufs[op->in0];
+                const size_t need = conv2d_scratch_floats(a->C, a->H, a->W, op->geom);
+                if (need > n.scratch_floats) n.scratch_floats = need;
+                op->wino = NULL;
+            }
         r->params = net_param_count(&n);
         r->n_ops = n.n_ops;
         r->fl = count_flops(&n);

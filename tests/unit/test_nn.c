@@ -277,7 +277,8 @@ static void test_winograd_matches_ref(void **state)
     int ran = 0;
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         if (kinds[k] != WINOGRAD_AUTO && !winograd_kernel_available(kinds[k])) continue;
-        for (size_t t = 0; t < sizeof wino_cases / sizeof wino_cases[0]; t++) winograd_case(&wino_cases[t], kinds[k], t);
+        for (size_t t = 0; t < sizeof wino_cases / sizeof wino_cases[0]; t++)
+            winograd_case(&wino_cases[t], kinds[k], t);
         ran++;
     }
     print_message("winograd: %d kernel choices checked (AVX2 %s, AVX-512 %s)\n", ran,
