@@ -31,7 +31,7 @@ LDFLAGS     += -fsanitize=$(SANITIZE)
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS     += $(CFLAGS_BASE) $(PKG_CFLAGS)
-ENGINE_LIBS := $(shell pkg-config --libs openblas libpng jansson 2>/dev/null) -lm
+ENGINE_LIBS := $(shell pkg-config --libs openblas libpng jansson 2>/dev/null) -lm -lpthread
 SERVER_LIBS := $(shell pkg-config --libs libmicrohttpd libuv 2>/dev/null) -lpthread
 TEST_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
 

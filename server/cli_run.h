@@ -1,6 +1,6 @@
 /* Running many engine tasks from the CLI: items are processed in waves of at most --batch
- * tasks, each wave shared by --threads lanes running task_run_batched, so memory stays bounded
- * by the batch and not by the item count.  Results do not depend on the waves or lanes (every
+ * tasks, each wave run on --threads lanes (engine/task_pool.h: every round's score queries
+ * shared out evenly), so memory stays bounded by the batch and not by the item count.  Results do not depend on the waves or lanes (every
  * task has its own (seed, index), and a sample's bits never depend on its batch-mates). */
 #ifndef SCORED_CLI_RUN_H
 #define SCORED_CLI_RUN_H
@@ -19,8 +19,8 @@ typedef struct cli_run_stats {
     double seconds;  /* wall time of the whole run */
 } cli_run_stats;
 
-/* threads: lanes that share each wave (one per core by default).  Sets OpenBLAS to one thread
- * for the rest of the process (openblas_set_num_threads(1)): the lanes are the parallelism. */
+/* threads: lanes that share each wave (one per core by default); OpenBLAS should be on one
+ * thread (main.c sets it): the lanes are the parallelism. */
 int cli_run_tasks(const sc_model *m, int n, int batch, int threads, cli_task_create_fn create,
                   cli_task_collect_fn collect, void *ctx, cli_run_stats *stats, sc_error *err);
 

@@ -1,6 +1,7 @@
 /* scored's entry point: picks the subcommand from argv[1] and hands it the rest of the
  * command line.  Each subcommand lives in its own server/cli_*.c; the HTTP server will be one
  * more subcommand. */
+#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,6 +70,11 @@ int main(int argc, char **argv)
         printf("scored %s\n", CLI_VERSION);
         return CLI_EXIT_OK;
     }
+    /* Every command's parallelism is its own: the CLI's --threads lanes, the server's
+     * evaluation threads.  OpenBLAS (NIN layers, attention, what is left of the convs) runs on
+     * one thread inside each; its own threads would oversubscribe the cores, and they slow to a
+     * crawl when the machine is busy (README, Threads). */
+    openblas_set_num_threads(1);
     for (int i = 0; i < N_SUBCOMMANDS; i++)
         if (strcmp(cmd, subcommands[i].name) == 0) return subcommands[i].main(argc - 1, argv + 1);
     /* every error is one stderr line, the pointer to --help included */

@@ -10,8 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "cli.h"
 #include "srv.h"
 
@@ -299,9 +297,8 @@ int cli_serve_main(int argc, char **argv)
         return 1;
     }
     /* Up to eval_threads batches per model are in flight at once on the libuv pool, one per
-     * thread; OpenBLAS runs single-threaded inside each, so the cores are used once, not
-     * eval_threads x BLAS-threads times over (README, Threads). */
-    openblas_set_num_threads(1);
+     * thread; OpenBLAS runs single-threaded inside each (main.c sets it for every command), so
+     * the cores are used once, not eval_threads x BLAS-threads times over (README, Threads). */
     char pool[16];
     snprintf(pool, sizeof pool, "%d", s->cfg.eval_threads + 2);
     setenv("UV_THREADPOOL_SIZE", pool, 0);

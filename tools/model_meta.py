@@ -3,11 +3,13 @@
     /usr/bin/python3 tools/model_meta.py show models/fmnist-vp.safetensors [--key card.anomaly]
     /usr/bin/python3 tools/model_meta.py set models/fmnist-vp.safetensors \
         [--classifier fmnist-classifier.safetensors | --no-classifier] \
-        [--card '{"quality": {...}}'] [--card-file part.json] [--default-sampler '{...}']
+        [--card '{"quality": {...}}'] [--card-file part.json] [--default-sampler '{...}'] \
+        [--name fmnist-vp]
 
 `--card` / `--card-file` merge a JSON object into the card: each top-level key replaces the
 card's key of that name.  `--classifier` names the guidance classifier, a file in the same
-folder as the model (the engine loads it from there).  The file is rewritten atomically and
+folder as the model (the engine loads it from there).  `--name` renames the model (e.g. a
+run trained under another name that is shipped in its place).  The file is rewritten atomically and
 read back: the same tensors (names, dtypes, shapes, bytes) or nothing is written.
 """
 
@@ -72,6 +74,7 @@ def main(argv=None):
     se.add_argument("--card", help="JSON object merged into the card")
     se.add_argument("--card-file", help="file holding a JSON object merged into the card")
     se.add_argument("--default-sampler", help="JSON object: the card's default_sampler")
+    se.add_argument("--name", help="the model's name (letters, digits, '-', '_', '.')")
     a = ap.parse_args(argv)
     try:
         tensors, raw, meta = read(a.model)
@@ -85,6 +88,10 @@ def main(argv=None):
             if not isinstance(part, dict):
                 raise ValueError("--card and --card-file need a JSON object")
             card.update(part)
+        if a.name is not None:
+            if not a.name or not all(c.isalnum() or c in "-_." for c in a.name):
+                raise ValueError(f"--name {a.name!r}: use letters, digits, '-', '_' or '.'")
+            meta["name"] = a.name
         if a.default_sampler:
             card["default_sampler"] = json.loads(a.default_sampler)
         if a.classifier:

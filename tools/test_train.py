@@ -132,6 +132,11 @@ def test_model_meta_edits_the_card_and_keeps_the_tensors(tmp_path):
     # a score network is not a classifier: refused, file unchanged
     assert model_meta.main(["set", str(m), "--classifier", "m.safetensors"]) == 1
     assert json.loads(st.load(str(m))[1]["scored"]) == meta
+    # renamed; a name with a slash is refused and changes nothing
+    assert model_meta.main(["set", str(m), "--name", "fmnist-vp"]) == 0
+    assert json.loads(st.load(str(m))[1]["scored"])["name"] == "fmnist-vp"
+    assert model_meta.main(["set", str(m), "--name", "a/b"]) == 1
+    assert json.loads(st.load(str(m))[1]["scored"])["name"] == "fmnist-vp"
 
 
 def test_eval_likelihood_matches_the_engine_and_resumes(tmp_path):

@@ -2,8 +2,8 @@
  * server benchmark (tests/bench/bench_server.sh).  Loads a model, builds the sampler exactly
  * as the server does for a request (the model's default PC sampler overlaid with a JSON
  * "sampler" object), creates N one-sample tasks with distinct seeds (index 0 of each seed,
- * as a request {"n": 1, "seed": s} makes) and runs them with task_run_batched.  One sample
- * here is one request of the load generator.
+ * as a request {"n": 1, "seed": s} makes) and runs them on a task pool (engine/task_pool.h).
+ * One sample here is one request of the load generator.
  *
  *   offline [--model models/fmnist-gmm.json] [--n 512] [--batch 64] [--batch 16 ...]
  *           [--sampler '{"kind":"pc",...}']
@@ -12,12 +12,11 @@
  * A small untimed run first warms caches and the allocator.
  *
  * --threads T (default: the number of online cores) runs the tasks the way the server uses the
- * cores: T threads, each running its share of the tasks batched (at most B each) with its own
- * scratch and OpenBLAS on one thread.  --threads 1 runs them all on the calling thread with
- * OpenBLAS's own thread count. */
+ * cores: T lanes, each answering its share of every round's queries in batches of at most B
+ * with its own scratch, OpenBLAS on one thread.  --threads 1 runs them all on the calling
+ * thread with OpenBLAS's own thread count. */
 #include <cblas.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@
 #include "sampler.h"
 #include "sampler_json.h"
 #include "task.h"
+#include "task_pool.h"
 
 #define MAX_BATCHES 16
 #define DEFAULT_SAMPLER "{\"kind\":\"pc\",\"predictor\":\"reverse_diffusion\",\"corrector\":\"none\",\"steps\":200}"
@@ -40,30 +40,14 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-typedef struct lane {
-    const sc_model *m;
-    sc_task **t;
-    int n, max_batch, rc;
-    void *scratch;
-    sc_error err;
-} lane;
-
-static void *run_lane(void *arg)
-{
-    lane *l = arg;
-    l->rc = l->n ? task_run_batched(l->m, l->t, l->n, l->max_batch, l->scratch, &l->err) : 0;
-    return NULL;
-}
-
-/* Creates n tasks (seeds first_seed...), runs them at max_batch on `threads` threads (a
- * contiguous share each); returns seconds. */
+/* Creates n tasks (seeds first_seed...), runs them on a pool of `threads` lanes answering at
+ * most max_batch queries per evaluation each; returns seconds. */
 static double run(const sc_model *m, const sampler_config *cfg, int n, int max_batch, long first_seed, int threads)
 {
     sc_error err = {0};
     sc_task **t = calloc((size_t)n, sizeof *t);
-    lane *lanes = calloc((size_t)threads, sizeof *lanes);
-    pthread_t *tid = calloc((size_t)threads, sizeof *tid);
-    if (!t || !lanes || !tid) {
+    task_pool *pool = task_pool_create(m, threads, max_batch, &err);
+    if (!t || !pool) {
         fprintf(stderr, "offline: out of memory\n");
         exit(1);
     }
@@ -72,37 +56,13 @@ static double run(const sc_model *m, const sampler_config *cfg, int n, int max_b
             fprintf(stderr, "offline: %s\n", err.msg);
             exit(1);
         }
-    for (int k = 0, start = 0; k < threads; k++) {
-        const int share = n / threads + (k < n % threads);
-        lanes[k] = (lane){.m = m, .t = t + start, .n = share, .max_batch = max_batch,
-                          .scratch = sc_model_scratch_alloc(m, max_batch)};
-        if (!lanes[k].scratch) {
-            fprintf(stderr, "offline: out of memory\n");
-            exit(1);
-        }
-        start += share;
-    }
     double t0 = now();
-    if (threads == 1)
-        run_lane(&lanes[0]);
-    else
-        for (int k = 0; k < threads; k++)
-            if (pthread_create(&tid[k], NULL, run_lane, &lanes[k])) {
-                fprintf(stderr, "offline: cannot start a thread\n");
-                exit(1);
-            }
-    if (threads > 1)
-        for (int k = 0; k < threads; k++) pthread_join(tid[k], NULL);
-    double dt = now() - t0;
-    for (int k = 0; k < threads; k++) {
-        if (lanes[k].rc) {
-            fprintf(stderr, "offline: %s\n", lanes[k].err.msg);
-            exit(1);
-        }
-        free(lanes[k].scratch);
+    if (task_pool_run(pool, t, n, &err)) {
+        fprintf(stderr, "offline: %s\n", err.msg);
+        exit(1);
     }
-    free(lanes);
-    free(tid);
+    double dt = now() - t0;
+    task_pool_free(pool);
     for (int i = 0; i < n; i++) {
         const float *x = pc_task_result(t[i]);
         for (int d = 0; d < m->D; d++)
