@@ -35,7 +35,7 @@ static void gmm_destroy(void *p)
     free(g);
 }
 
-/* Per-item scratch: (K) log-responsibilities, (D) doubles for the score and (D) for the VJP. */
+/* Per-item scratch: (K) responsibilities, (D) doubles for the score and (D) for the VJP. */
 static size_t gmm_scratch_bytes(const sc_model *m, int max_batch)
 {
     (void)max_batch; /* items are evaluated one after another in the same space */
@@ -49,30 +49,40 @@ static inline double pert_var(const gmm_impl *g, int k, int d, double a2, double
     return a2 * g->var[(size_t)k * g->D + d] + s2;
 }
 
-/* logr (K): log w_k + log N(x; a mu_k, v_k(t)), then normalised in place to log p(k|x,t).
- * Returns the log density log p_t(x). */
-static double log_responsibilities(const gmm_impl *g, const double *xd, const float *xf,
-                                   double a, double s2, double *logr)
+/* r (K): first log w_k + log N(x; a mu_k, v_k(t)), then in place the posterior p(k | x, t)
+ * itself (one exp per component).  Returns the log density log p_t(x). */
+static double responsibilities(const gmm_impl *g, const double *xd, const float *xf, double a,
+                               double s2, double *r)
 {
     const double a2 = a * a;
     double best = -INFINITY;
+    /* sum_d log v_kd as the log of a running product of the variances, taken (and the product
+     * restarted) only when it leaves [1e-150, 1e150]: a handful of log() calls per component
+     * instead of one per dimension.  Any finite positive variance above 1e-158 keeps the
+     * product a normal double. */
     for (int k = 0; k < g->K; k++) {
         const double *mu = g->mean + (size_t)k * g->D;
-        double acc = g->log_weight[k];
+        double quad = 0, logdet = 0, prod = 1.0;
         for (int d = 0; d < g->D; d++) {
             double v = pert_var(g, k, d, a2, s2);
             double x = xd ? xd[d] : (double)xf[d];
             double diff = x - a * mu[d];
-            acc -= 0.5 * (log(2.0 * M_PI * v) + diff * diff / v);
+            quad += diff * diff / v;
+            prod *= v;
+            if (prod < 1e-150 || prod > 1e150) {
+                logdet += log(prod);
+                prod = 1.0;
+            }
         }
-        logr[k] = acc;
+        logdet += log(prod);
+        double acc = g->log_weight[k] - 0.5 * (g->D * log(2.0 * M_PI) + logdet + quad);
+        r[k] = acc;
         if (acc > best) best = acc;
     }
     double sum = 0;
-    for (int k = 0; k < g->K; k++) sum += exp(logr[k] - best);
-    double logz = best + log(sum);
-    for (int k = 0; k < g->K; k++) logr[k] -= logz;
-    return logz;
+    for (int k = 0; k < g->K; k++) sum += r[k] = exp(r[k] - best);
+    for (int k = 0; k < g->K; k++) r[k] /= sum;
+    return best + log(sum);
 }
 
 /* One query.  With r_k the posterior and a_k = -(x - a mu_k)/v_k each component's score:
@@ -82,16 +92,16 @@ static double log_responsibilities(const gmm_impl *g, const double *xd, const fl
 static void eval_one(const sc_model *m, const gmm_impl *g, score_query *q, double *scratch)
 {
     const int D = g->D, K = g->K;
-    double *logr = scratch, *s = scratch + K, *u = scratch + K + D;
+    double *resp = scratch, *s = scratch + K, *u = scratch + K + D;
     double a, std;
     sde_marginal(&m->sde, q->t, &a, &std);
     const double a2 = a * a, s2 = std * std;
-    log_responsibilities(g, NULL, q->x, a, s2, logr);
+    responsibilities(g, NULL, q->x, a, s2, resp);
 
     memset(s, 0, sizeof(double) * D);
     if (q->probe) memset(u, 0, sizeof(double) * D);
     for (int k = 0; k < K; k++) {
-        double r = exp(logr[k]);
+        double r = resp[k];
         if (r == 0.0) continue;
         const double *mu = g->mean + (size_t)k * D;
         double dot = 0; /* a_k . v */
@@ -146,10 +156,10 @@ double gmm_log_density(const sc_model *m, const double *x, double t)
     const gmm_impl *g = impl_of(m);
     double a = 1.0, std = 0.0;
     if (t > 0) sde_marginal(&m->sde, t, &a, &std);
-    double *logr = malloc(sizeof(double) * g->K);
-    SC_ASSERT(logr);
-    double lp = log_responsibilities(g, x, NULL, a, std * std, logr);
-    free(logr);
+    double *resp = malloc(sizeof(double) * g->K);
+    SC_ASSERT(resp);
+    double lp = responsibilities(g, x, NULL, a, std * std, resp);
+    free(resp);
     return lp;
 }
 
@@ -158,8 +168,7 @@ int gmm_posterior(const sc_model *m, const double *x, double t, double *post)
     const gmm_impl *g = impl_of(m);
     double a = 1.0, std = 0.0;
     if (t > 0) sde_marginal(&m->sde, t, &a, &std);
-    log_responsibilities(g, x, NULL, a, std * std, post);
-    for (int k = 0; k < g->K; k++) post[k] = exp(post[k]);
+    responsibilities(g, x, NULL, a, std * std, post);
     return g->K;
 }
 

@@ -19,7 +19,8 @@ Running again skips the (set, index) pairs already there, so a long evaluation c
 resume across sessions (commit the .jsonl as it grows).
 
     /usr/bin/python3 tools/eval_likelihood.py --model models/fmnist-vp.safetensors \
-        --set fmnist-test --n 1000 --out tools/results/fmnist-vp-bpd.jsonl [--minutes 60]
+        --set fmnist-test --n 1000 --out tools/results/fmnist-vp-bpd.jsonl [--minutes 60] \
+        [--shard 0/2 & the same with --shard 1/2: one process per core]
 
 Sets: fmnist-test (Fashion-MNIST test split, in order), emoji-test (emoji-32 held out),
 and the out-of-distribution sets of tools/ood.py (see there).
@@ -105,9 +106,9 @@ def load_set(name):
 
 
 def evaluate(model, set_name, n, out, scored=None, seed=0, chunk=8, rtol=1e-5, atol=1e-5,
-             minutes=None, threads=1, centered=None, log=print):
-    """Appends up to n results of set_name (its first n images) to out; returns all rows of
-    that set in out after the run."""
+             minutes=None, threads=1, centered=None, log=print, shard=(0, 1)):
+    """Appends up to n results of set_name (its first n images; with shard (k, m) only those
+    whose index is k mod m) to out; returns all rows of that set in out after the run."""
     scored = scored or os.path.join(ROOT, "scored")
     if centered is None:
         import nets
@@ -116,7 +117,7 @@ def evaluate(model, set_name, n, out, scored=None, seed=0, chunk=8, rtol=1e-5, a
     images = load_set(set_name)[:n]
     D = int(np.prod(images.shape[1:]))
     done = read_done(out)
-    todo = [i for i in range(len(images)) if (set_name, i) not in done]
+    todo = [i for i in range(len(images)) if (set_name, i) not in done and i % shard[1] == shard[0]]
     t0 = time.time()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     for c in range(0, len(todo), chunk):
@@ -126,11 +127,15 @@ def evaluate(model, set_name, n, out, scored=None, seed=0, chunk=8, rtol=1e-5, a
         idx = todo[c:c + chunk]
         x = dequantize(images[idx], idx, seed, centered)
         res = run_chunk(scored, model, x, idx, rtol, atol, threads)
-        with open(out, "a") as f:
-            for i, (nats, nfe) in zip(idx, res):
-                f.write(json.dumps({"set": set_name, "index": int(i),
-                                    "bits_per_dim": round(bits_per_dim(nats, D, centered), 6),
-                                    "log_likelihood_nats": nats, "nfe": nfe}) + "\n")
+        text = "".join(json.dumps({"set": set_name, "index": int(i),
+                                   "bits_per_dim": round(bits_per_dim(nats, D, centered), 6),
+                                   "log_likelihood_nats": nats, "nfe": nfe}) + "\n"
+                       for i, (nats, nfe) in zip(idx, res))
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())  # one append: shards sharing the file never interleave
+        finally:
+            os.close(fd)
         el = time.time() - t0
         log(f"eval_likelihood: {set_name} {c + len(idx)}/{len(todo)} done, "
             f"{el / (c + len(idx)):.1f} s/image")
@@ -160,10 +165,21 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="scored's --threads (and OPENBLAS_NUM_THREADS)")
     ap.add_argument("--minutes", type=float, help="stop after this long (resume later)")
     ap.add_argument("--scored", help="the scored binary (default ./scored)")
+    ap.add_argument("--shard", default="0/1", help="K/M: only the images whose index is K mod M, so M "
+                    "processes (one per core) can share a set and one --out file (each chunk is "
+                    "appended in one write)")
     a = ap.parse_args(argv)
     try:
+        k, m = (int(v) for v in a.shard.split("/"))
+        if not 0 <= k < m:
+            raise ValueError
+    except ValueError:
+        print(f"eval_likelihood: --shard {a.shard!r}: want K/M with 0 <= K < M", file=sys.stderr)
+        return 2
+    try:
         rows = evaluate(a.model, a.set, a.n, a.out, scored=a.scored, seed=a.seed, chunk=a.chunk,
-                        rtol=a.rtol, atol=a.atol, minutes=a.minutes, threads=a.threads)
+                        rtol=a.rtol, atol=a.atol, minutes=a.minutes, threads=a.threads,
+                        shard=(k, m))
     except (datasets.DatasetMissing, RuntimeError, OSError, ValueError) as e:
         print(f"eval_likelihood: {e}", file=sys.stderr)
         return 1

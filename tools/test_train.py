@@ -154,6 +154,13 @@ def test_eval_likelihood_matches_the_engine_and_resumes(tmp_path):
     other = ev.evaluate(model, "fmnist-test", 3, str(tmp_path / "o.jsonl"), centered=True, chunk=3,
                         log=lambda *_: None)
     assert [r["bits_per_dim"] for r in other] == [r["bits_per_dim"] for r in rows]
+    # two shards sharing one file give the same rows as one process
+    shared = tmp_path / "s.jsonl"
+    odd = ev.evaluate(model, "fmnist-test", 3, str(shared), centered=True, shard=(1, 2), log=lambda *_: None)
+    assert [r["index"] for r in odd] == [1]
+    both = ev.evaluate(model, "fmnist-test", 3, str(shared), centered=True, shard=(0, 2), log=lambda *_: None)
+    assert [(r["index"], r["bits_per_dim"]) for r in both] == [(r["index"], r["bits_per_dim"]) for r in rows]
+    assert ev.main(["--model", model, "--out", str(shared), "--shard", "2/2"]) == 2
     # bits/dim is the engine's nats converted as the engine converts dequantized PNGs (spec 5)
     for r in rows:
         assert r["bits_per_dim"] == pytest.approx(
