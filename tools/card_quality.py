@@ -8,9 +8,10 @@
         --guidance tools/results/guidance.jsonl --out runs/eval/quality.json
     /usr/bin/python3 tools/model_meta.py set models/fmnist-vp.safetensors --card-file runs/eval/quality.json
 
-  --fid F           FID rows (tools/evaluate.py fid) whose "samples" path starts with
-                    --samples-prefix; each row's sampler and mean NFE come from the samples'
-                    sidecar JSON when it still exists (runs/ is not kept), else "unknown"
+  --fid F           FID rows (tools/evaluate.py fid) whose "samples" path starts with a
+                    --samples-prefix (repeatable); each row's sampler and mean NFE are the
+                    row's own (evaluate.py fid copies them from the samples' sidecar), else the
+                    sidecar's if it still exists (runs/ is not kept), else "unknown"
   --bpd F:SET       bits/dim rows of SET (tools/eval_likelihood.py); the file name's "-1e-3"
                     marks rtol = atol = 1e-3 runs, others are 1e-5; mean, standard error, n, NFE
   --agreement F:W   per-class agreement rows (tools/evaluate.py agreement) at guidance weight W
@@ -31,20 +32,25 @@ def rows(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def sampler_of(samples_path):
-    side = os.path.splitext(samples_path)[0] + ".json"
+def sampler_of(row):
+    """(sampler arguments, mean NFE): the row's own (evaluate.py fid copies them from the
+    samples' sidecar), else the sidecar's if it is still there, else ("unknown", None)."""
+    if "sampler" in row:
+        return row["sampler"], row.get("nfe")
+    side = os.path.splitext(row["samples"])[0] + ".json"
     if not os.path.exists(side):
         return "unknown", None
-    s = json.load(open(side))
+    with open(side) as f:
+        s = json.load(f)
     return " ".join(s.get("sampler_args", [])), s.get("mean_nfe")
 
 
-def fid_section(path, prefix):
+def fid_section(path, prefixes):
     out = []
     for r in rows(path):
-        if not r.get("samples", "").startswith(prefix):
+        if not r.get("samples", "").startswith(tuple(prefixes)):
             continue
-        sampler, nfe = sampler_of(r["samples"])
+        sampler, nfe = sampler_of(r)
         out.append({"sampler": sampler, "nfe": nfe, "n": r["n"], "fid": r["fid"],
                     "floor": r["floor"], "ratio": r["ratio"], "features": r["features"]})
     return out
@@ -79,7 +85,8 @@ def agreement_section(spec):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fid")
-    ap.add_argument("--samples-prefix", default="")
+    ap.add_argument("--samples-prefix", action="append", default=[],
+                    help="repeatable; default: every row")
     ap.add_argument("--bpd", action="append", default=[])
     ap.add_argument("--agreement", action="append", default=[])
     ap.add_argument("--guidance")
@@ -88,7 +95,7 @@ def main(argv=None):
     q = {}
     try:
         if a.fid:
-            q["fid"] = fid_section(a.fid, a.samples_prefix)
+            q["fid"] = fid_section(a.fid, a.samples_prefix or [""])
         if a.bpd:
             q["test_bits_per_dim"] = [bpd_section(s) for s in a.bpd]
         if a.agreement:

@@ -187,10 +187,25 @@ def cmd_fid(a):
     f_ref = feat(ref)
     fid = fid_from_features(feat(samples_to_u8(x[:n], centered)), f_ref)
     floor = fid_from_features(feat(floor_set), f_ref)
-    return {"fid": round(fid, 4), "floor": round(floor, 4),
-            "ratio": round(fid / floor, 3) if floor > 0 else None, "n": n,
-            "dataset": a.dataset, "samples": a.samples, "units": ("centered" if centered else "unit")
-            + f" ({how})", "features": desc, "reference": ref_desc}
+    row = {"fid": round(fid, 4), "floor": round(floor, 4),
+           "ratio": round(fid / floor, 3) if floor > 0 else None, "n": n,
+           "dataset": a.dataset, "samples": a.samples, "units": ("centered" if centered else "unit")
+           + f" ({how})", "features": desc, "reference": ref_desc}
+    row.update(sampler_of_samples(a.samples))
+    return row
+
+
+def sampler_of_samples(path):
+    """The model, sampler and mean NFE from the samples' sidecar, {} without one: an FID row
+    carries them itself, since runs/ (where samples and sidecars live) is not kept."""
+    side = sidecar_path(path)
+    if not os.path.isfile(side):
+        return {}
+    with open(side) as f:
+        s = json.load(f)
+    return {k: v for k, v in (("model", s.get("model")),
+                              ("sampler", " ".join(s.get("sampler_args") or [])),
+                              ("nfe", s.get("mean_nfe"))) if v not in (None, "")}
 
 
 def degrade(u8, kind, seed=0):

@@ -117,6 +117,34 @@ def test_load_samples_units(tmp_path):
     assert ev.load_samples(str(p), "unit")[1] is False
 
 
+def test_fid_row_carries_sampler_from_sidecar(tmp_path):
+    p = tmp_path / "s.npy"
+    assert ev.sampler_of_samples(str(p)) == {}
+    with open(tmp_path / "s.json", "w") as f:
+        json.dump({"model": "models/m.safetensors", "sampler_args": ["--sampler", "ode"],
+                   "mean_nfe": 41.0, "centered": True}, f)
+    assert ev.sampler_of_samples(str(p)) == {"model": "models/m.safetensors",
+                                             "sampler": "--sampler ode", "nfe": 41.0}
+
+
+def test_card_quality_fid_rows(tmp_path):
+    import card_quality
+    with open(tmp_path / "side.json", "w") as f:
+        json.dump({"sampler_args": ["--steps", "20"], "mean_nfe": 41.0}, f)
+    base = {"n": 2000, "fid": 2.0, "floor": 1.0, "ratio": 2.0, "features": "f"}
+    rs = [dict(base, samples="runs/eval/a-1.npy", sampler="--sampler pc", nfe=251.0),
+          dict(base, samples=str(tmp_path / "side.npy")),
+          dict(base, samples="runs/eval/b-1.npy"),
+          dict(base, samples="runs/eval/c-1.npy")]
+    with open(tmp_path / "fid.jsonl", "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rs))
+    got = card_quality.fid_section(str(tmp_path / "fid.jsonl"),
+                                   ["runs/eval/a-", str(tmp_path), "runs/eval/b-"])
+    assert [(g["sampler"], g["nfe"]) for g in got] == [
+        ("--sampler pc", 251.0), ("--steps 20", 41.0), ("unknown", None)]
+    assert len(card_quality.fid_section(str(tmp_path / "fid.jsonl"), [""])) == 4
+
+
 # ---- OOD sets ----------------------------------------------------------------------------------
 
 def test_ood_synthetic_sets_shapes_and_determinism():
