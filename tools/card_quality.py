@@ -26,6 +26,8 @@ import math
 import os
 import sys
 
+import evaluate
+
 
 def rows(path):
     with open(path) as f:
@@ -35,14 +37,8 @@ def rows(path):
 def sampler_of(row):
     """(sampler arguments, mean NFE): the row's own (evaluate.py fid copies them from the
     samples' sidecar), else the sidecar's if it is still there, else ("unknown", None)."""
-    if "sampler" in row:
-        return row["sampler"], row.get("nfe")
-    side = os.path.splitext(row["samples"])[0] + ".json"
-    if not os.path.exists(side):
-        return "unknown", None
-    with open(side) as f:
-        s = json.load(f)
-    return " ".join(s.get("sampler_args", [])), s.get("mean_nfe")
+    info = row if "sampler" in row else evaluate.sampler_of_samples(row["samples"])
+    return info.get("sampler", "unknown"), info.get("nfe")
 
 
 def fid_section(path, prefixes):
