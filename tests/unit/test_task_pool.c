@@ -103,24 +103,37 @@ static void test_pool_reports_a_failing_task(void **state)
 }
 
 /* A model that answers like the wrapped mixture but fails every query at t < 0.5: the run stops
- * (all lanes together) with the evaluator's error. */
-static const sc_model_ops *inner_ops;
+ * (all lanes together) with the evaluator's error.  Its impl is a failing_model naming the
+ * wrapped model (borrowed, not freed here). */
+typedef struct {
+    const sc_model *inner;
+} failing_model;
+
+static size_t failing_scratch_bytes(const sc_model *m, int max_batch)
+{
+    const sc_model *inner = ((const failing_model *)m->impl)->inner;
+    return inner->ops->scratch_bytes(inner, max_batch);
+}
+
 static int failing_eval(const sc_model *m, score_query *q, int n, void *scratch, sc_error *err)
 {
+    const sc_model *inner = ((const failing_model *)m->impl)->inner;
     for (int i = 0; i < n; i++)
         if (q[i].t < 0.5) return sc_fail(err, SC_ERR_NUMERIC, "evaluator failed at t %.3f", q[i].t);
-    return inner_ops->eval(m, q, n, scratch, err);
+    return inner->ops->eval(inner, q, n, scratch, err);
 }
 
 static void test_pool_reports_a_failing_evaluation(void **state)
 {
     (void)state;
     sc_model *m = model_from_file(MODELS_DIR "/fmnist-gmm.json");
-    inner_ops = m->ops;
     sc_model_ops ops = *m->ops;
+    ops.scratch_bytes = failing_scratch_bytes;
     ops.eval = failing_eval;
-    sc_model wrapped = *m; /* shares m's impl; not freed itself */
+    failing_model impl = {m};
+    sc_model wrapped = *m; /* shares m's fields; not freed itself */
     wrapped.ops = &ops;
+    wrapped.impl = &impl;
     float *img = malloc(sizeof(float) * (size_t)m->D);
     for (int d = 0; d < m->D; d++) img[d] = (float)gmm_mean(m, 2)[d];
     for (int threads = 1; threads <= 4; threads++) {
