@@ -42,7 +42,7 @@ static const char sample_usage[] =
     "  --solver S             ode: rk45 (default), euler, heun\n"
     "  --rtol R, --atol A     ode rk45 tolerances in [1e-12, 1] (default 1e-5)\n"
     "  --eps E                last time point in (0, 0.5) (default 1e-5 for ve, 1e-3 for\n"
-    "                         vp and subvp SDEs)\n"
+    "                         vp and subvp SDEs; pc on vp/subvp: max(1e-3, 1/steps))\n"
     "  --no-denoise           skip the final noise-free denoising step\n"
     "  -h, --help             this text\n"
     "\n"

@@ -35,10 +35,11 @@ def rows(path):
 
 
 def sampler_of(row):
-    """(sampler arguments, mean NFE): the row's own (evaluate.py fid copies them from the
-    samples' sidecar), else the sidecar's if it is still there, else ("unknown", None)."""
+    """(sampler arguments, eps used, mean NFE): the row's own (evaluate.py fid copies them from
+    the samples' sidecar), else the sidecar's if it is still there, else ("unknown", None,
+    None)."""
     info = row if "sampler" in row else evaluate.sampler_of_samples(row["samples"])
-    return info.get("sampler", "unknown"), info.get("nfe")
+    return info.get("sampler", "unknown"), info.get("eps"), info.get("nfe")
 
 
 def fid_section(path, prefixes):
@@ -46,9 +47,12 @@ def fid_section(path, prefixes):
     for r in rows(path):
         if not r.get("samples", "").startswith(tuple(prefixes)):
             continue
-        sampler, nfe = sampler_of(r)
-        out.append({"sampler": sampler, "nfe": nfe, "n": r["n"], "fid": r["fid"],
-                    "floor": r["floor"], "ratio": r["ratio"], "features": r["features"]})
+        sampler, eps, nfe = sampler_of(r)
+        entry = {"sampler": sampler, "nfe": nfe, "n": r["n"], "fid": r["fid"],
+                 "floor": r["floor"], "ratio": r["ratio"], "features": r["features"]}
+        if eps is not None:
+            entry["eps"] = eps
+        out.append(entry)
     return out
 
 

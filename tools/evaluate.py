@@ -195,9 +195,19 @@ def cmd_fid(a):
     return row
 
 
+def effective_eps(summary):
+    """The eps the engine used, from a `scored sample` summary line ("... eps=0.001 ..."),
+    None if it has none: the sampler arguments alone do not fix it, since its default
+    depends on the sampler and step count."""
+    for tok in (summary or "").split():
+        if tok.startswith("eps="):
+            return float(tok[4:])
+    return None
+
+
 def sampler_of_samples(path):
-    """The model, sampler and mean NFE from the samples' sidecar, {} without one: an FID row
-    carries them itself, since runs/ (where samples and sidecars live) is not kept."""
+    """The model, sampler, eps used and mean NFE from the samples' sidecar, {} without one: an
+    FID row carries them itself, since runs/ (where samples and sidecars live) is not kept."""
     side = sidecar_path(path)
     if not os.path.isfile(side):
         return {}
@@ -205,6 +215,7 @@ def sampler_of_samples(path):
         s = json.load(f)
     return {k: v for k, v in (("model", s.get("model")),
                               ("sampler", " ".join(s.get("sampler_args") or [])),
+                              ("eps", effective_eps(s.get("summary_chunk0"))),
                               ("nfe", s.get("mean_nfe"))) if v not in (None, "")}
 
 

@@ -125,6 +125,14 @@ def test_fid_row_carries_sampler_from_sidecar(tmp_path):
                    "mean_nfe": 41.0, "centered": True}, f)
     assert ev.sampler_of_samples(str(p)) == {"model": "models/m.safetensors",
                                              "sampler": "--sampler ode", "nfe": 41.0}
+    with open(tmp_path / "s.json", "w") as f:
+        json.dump({"sampler_args": ["--sampler", "pc", "--steps", "100"], "mean_nfe": 100.0,
+                   "summary_chunk0": "scored sample: model=m n=100 seed=0 sampler=pc steps=100 "
+                                     "eps=0.01 denoise=on mean_nfe=100.0"}, f)
+    assert ev.sampler_of_samples(str(p)) == {"sampler": "--sampler pc --steps 100", "eps": 0.01,
+                                             "nfe": 100.0}
+    assert ev.effective_eps("scored sample: eps=1e-05 denoise=on") == 1e-5
+    assert ev.effective_eps("no such field") is None
 
 
 def test_card_quality_fid_rows(tmp_path):
@@ -132,7 +140,7 @@ def test_card_quality_fid_rows(tmp_path):
     with open(tmp_path / "side.json", "w") as f:
         json.dump({"sampler_args": ["--steps", "20"], "mean_nfe": 41.0}, f)
     base = {"n": 2000, "fid": 2.0, "floor": 1.0, "ratio": 2.0, "features": "f"}
-    rs = [dict(base, samples="runs/eval/a-1.npy", sampler="--sampler pc", nfe=251.0),
+    rs = [dict(base, samples="runs/eval/a-1.npy", sampler="--sampler pc", eps=0.004, nfe=251.0),
           dict(base, samples=str(tmp_path / "side.npy")),
           dict(base, samples="runs/eval/b-1.npy"),
           dict(base, samples="runs/eval/c-1.npy")]
@@ -140,8 +148,8 @@ def test_card_quality_fid_rows(tmp_path):
         f.write("".join(json.dumps(r) + "\n" for r in rs))
     got = card_quality.fid_section(str(tmp_path / "fid.jsonl"),
                                    ["runs/eval/a-", str(tmp_path), "runs/eval/b-"])
-    assert [(g["sampler"], g["nfe"]) for g in got] == [
-        ("--sampler pc", 251.0), ("--steps 20", 41.0), ("unknown", None)]
+    assert [(g["sampler"], g.get("eps"), g["nfe"]) for g in got] == [
+        ("--sampler pc", 0.004, 251.0), ("--steps 20", None, 41.0), ("unknown", None, None)]
     assert len(card_quality.fid_section(str(tmp_path / "fid.jsonl"), [""])) == 4
 
 

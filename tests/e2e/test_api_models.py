@@ -74,7 +74,7 @@ def test_model_info_describes_each_model(api):
     assert models[FM]["image"] is True and models[FM]["shape"] == [1, 28, 28]
     assert models[G2]["image"] is False and models[G2]["data_dim"] == 2
     assert models[G2VE]["sde"]["type"] == "ve" and models[G2VE]["sde"]["sigma_max"] == 3
-    assert models[G2]["default_sampler"]["eps"] == pytest.approx(1e-3)     # VP default
+    assert models[G2]["default_sampler"]["eps"] == pytest.approx(1 / 500)   # VP PC: max(1e-3, 1/N)
     assert models[G2VE]["default_sampler"]["eps"] == pytest.approx(1e-5)   # VE default
     assert len(models[FM]["labels"]) == 10 and models[FM]["labels"][7] == "Sneaker"
 

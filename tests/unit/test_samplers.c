@@ -391,7 +391,7 @@ static void test_pc_denoise_off(void **state)
         c.predictor = cases[ci].pred;
         c.corrector = CORRECTOR_NONE;
         c.steps = N;
-        const double eps = s->type == SDE_VE ? 1e-5 : 1e-3;
+        const double eps = sampler_eps(&c, m); /* VP, sub-VP: 1/N at N = 100 */
         const double beta_eps = s->beta_min + eps * (s->beta_max - s->beta_min);
         double C;
         if (c.predictor == PREDICTOR_EULER_MARUYAMA) {

@@ -216,7 +216,8 @@ static void test_forward_simulation(void **state)
 }
 
 /* Spec 1.6: sampling eps 1e-5 (VE), 1e-3 (VP, sub-VP); likelihood eps 1e-5 for all three; and
- * what the sampler and likelihood configs use when eps is left at 0. */
+ * what the sampler and likelihood configs use when eps is left at 0 (a VP PC sampler with
+ * N < 1000 grid points: 1/N). */
 static void test_eps_defaults(void **state)
 {
     (void)state;
@@ -230,10 +231,24 @@ static void test_eps_defaults(void **state)
     sampler_config c;
     sampler_config_default(&c, ve);
     assert_true(c.eps == 0 && sampler_eps(&c, ve) == 1e-5);
+    c.steps = 100; /* VE keeps 1e-5 at any grid size */
+    assert_true(sampler_eps(&c, ve) == 1e-5);
     sampler_config_default(&c, vp);
-    assert_true(c.eps == 0 && sampler_eps(&c, vp) == 1e-3);
-    c.eps = 0.01;
+    assert_true(c.eps == 0 && c.steps == 1000 && sampler_eps(&c, vp) == 1e-3);
+    /* VP PC: max(1e-3, 1/N) */
+    c.steps = 100;
     assert_true(sampler_eps(&c, vp) == 0.01);
+    c.steps = 400;
+    assert_true(sampler_eps(&c, vp) == 1.0 / 400);
+    c.steps = 2000;
+    assert_true(sampler_eps(&c, vp) == 1e-3);
+    c.kind = SAMPLER_ODE; /* the ODE samplers keep the reference's 1e-3 */
+    c.steps = 20;
+    assert_true(sampler_eps(&c, vp) == 1e-3);
+    c.kind = SAMPLER_PC;
+    c.steps = 100;
+    c.eps = 0.002; /* an explicit eps wins */
+    assert_true(sampler_eps(&c, vp) == 0.002);
     likelihood_config lc;
     likelihood_config_default(&lc);
     assert_true(lc.eps == 0);
