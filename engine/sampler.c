@@ -64,7 +64,7 @@ double sampler_eps(const sampler_config *c, const sc_model *m)
      * spans 1/N (Euler-Maruyama dt) or discrete beta_0 = beta_min/N (reverse diffusion,
      * ancestral), so with fewer grid points an eps of 1e-3 asks the network to denoise at a
      * far smaller noise level than the chain is at, and the sample keeps visible noise
-     * (fmnist-vp, 100 steps: pixel std 0.14 in empty corners at 1e-3, 0.02 at 1/N).  Hence
+     * (fmnist-vp, 100 steps: pixel std 0.14 in empty corners at 1e-3, 0.017 at 1/N).  Hence
      * max(1e-3, 1/N): the reference value for N >= 1000. */
     if (c->kind == SAMPLER_PC && m->sde.type != SDE_VE && c->steps > 0)
         return fmax(reference, 1.0 / c->steps);
