@@ -195,14 +195,17 @@ def cmd_fid(a):
     return row
 
 
+def summary_number(summary, key):
+    """A number from `scored sample`'s one-line summary ("... eps=0.001 ... mean_nfe=100.0
+    seconds=29.9 ..."), None if the line has no such field."""
+    hit = re.search(rf"(?:^|\s){re.escape(key)}=([0-9.eE+-]+)(?=\s|$)", summary or "")
+    return float(hit.group(1)) if hit else None
+
+
 def effective_eps(summary):
-    """The eps the engine used, from a `scored sample` summary line ("... eps=0.001 ..."),
-    None if it has none: the sampler arguments alone do not fix it, since its default
+    """The eps the engine used: the sampler arguments alone do not fix it, since its default
     depends on the sampler and step count."""
-    for tok in (summary or "").split():
-        if tok.startswith("eps="):
-            return float(tok[4:])
-    return None
+    return summary_number(summary, "eps")
 
 
 def sampler_of_samples(path):
@@ -452,9 +455,6 @@ def model_centered(model):
     return None
 
 
-_NFE_RE = re.compile(r"mean_nfe=([0-9.eE+-]+) seconds=([0-9.eE+-]+)")
-
-
 def cmd_sample(a):
     scored = a.scored or os.path.join(ROOT, "scored")
     if not os.access(scored, os.X_OK):
@@ -504,15 +504,15 @@ def cmd_sample(a):
             if p.returncode != 0:
                 raise EvalError(f"scored sample failed ({p.returncode}): "
                                 f"{p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ''}")
-            hit = _NFE_RE.search(p.stderr)
-            if not hit:
+            nfe, secs = summary_number(p.stderr, "mean_nfe"), summary_number(p.stderr, "seconds")
+            if nfe is None or secs is None:
                 raise EvalError(f"no mean_nfe in scored's summary: {p.stderr.strip()}")
             os.replace(path + ".tmp.npy", path)
             with open(info, "w") as f:
-                json.dump({"n": m, "seed": seed, "mean_nfe": float(hit.group(1)),
-                           "seconds": float(hit.group(2)), "summary": p.stderr.strip(),
+                json.dump({"n": m, "seed": seed, "mean_nfe": nfe,
+                           "seconds": secs, "summary": p.stderr.strip(),
                            "command": " ".join(shlex.quote(c) for c in cmd)}, f)
-            print(f"evaluate sample: chunk {k + 1}/{nchunks} done ({float(hit.group(2)):.1f} s)",
+            print(f"evaluate sample: chunk {k + 1}/{nchunks} done ({secs:.1f} s)",
                   file=sys.stderr)
         parts.append(np.load(path))
         with open(info) as f:

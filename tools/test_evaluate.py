@@ -133,6 +133,13 @@ def test_fid_row_carries_sampler_from_sidecar(tmp_path):
                                              "nfe": 100.0}
     assert ev.effective_eps("scored sample: eps=1e-05 denoise=on") == 1e-5
     assert ev.effective_eps("no such field") is None
+    line = ("scored sample: model=fmnist-vp n=100 seed=0 sampler=ode solver=heun steps=50 "
+            "eps=0.001 denoise=on mean_nfe=101.0 seconds=32.694 out=x.npy")
+    assert ev.summary_number(line, "mean_nfe") == 101.0
+    assert ev.summary_number(line, "seconds") == 32.694
+    assert ev.summary_number(line, "steps") == 50.0
+    assert ev.summary_number("xeps=0.5 mean_nfe=abc", "eps") is None  # whole keys, numbers only
+    assert ev.summary_number("xeps=0.5 mean_nfe=abc", "mean_nfe") is None
 
 
 def test_card_quality_fid_rows(tmp_path):

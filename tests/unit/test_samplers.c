@@ -391,7 +391,8 @@ static void test_pc_denoise_off(void **state)
         c.predictor = cases[ci].pred;
         c.corrector = CORRECTOR_NONE;
         c.steps = N;
-        const double eps = sampler_eps(&c, m); /* VP, sub-VP: 1/N at N = 100 */
+        /* the engine's default eps at N = 100 (test_eps_defaults): 1e-5 VE, 1/N VP and sub-VP */
+        const double eps = s->type == SDE_VE ? 1e-5 : 1.0 / N;
         const double beta_eps = s->beta_min + eps * (s->beta_max - s->beta_min);
         double C;
         if (c.predictor == PREDICTOR_EULER_MARUYAMA) {
